@@ -1,0 +1,178 @@
+"""The project's one settings object, and the validated JSON run configurations.
+
+Settings come from the environment, then `.env`, then `.local/db.env` (written by
+`python -m db server` when it starts a project-local MariaDB), then the defaults below.
+Build them once at an entry point with :func:`load_settings` and pass them down.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from pathlib import Path
+from typing import Any, Self, TypeVar
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+LOCAL_DB_ENV = PROJECT_ROOT / ".local" / "db.env"
+
+
+class ConfigError(ValueError):
+    """A configuration file or setting is missing or invalid; the message says where."""
+
+
+class Settings(BaseSettings):
+    """Connection, service and path settings, read from `DB_*` and friends."""
+
+    model_config = SettingsConfigDict(
+        env_file=(PROJECT_ROOT / ".env", LOCAL_DB_ENV),
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+    )
+
+    db_host: str = "127.0.0.1"
+    db_port: int = Field(3306, gt=0, lt=65536)
+    db_user: str = "root"
+    db_password: SecretStr = SecretStr("")
+    db_name: str = Field("RawData", pattern=r"^[A-Za-z0-9_]{1,64}$")
+    db_socket: str | None = None
+    db_connect_timeout: int = Field(5, gt=0)
+
+    output_dir: Path = PROJECT_ROOT / "output"
+    config_path: Path = PROJECT_ROOT / "config" / "config.json"
+    query_params_path: Path = PROJECT_ROOT / "config" / "query_params.json"
+
+    ingest_host: str = "127.0.0.1"
+    ingest_port: int = Field(5000, gt=0, lt=65536)
+    monitoring_port: int = Field(5001, gt=0, lt=65536)
+
+    # Upper bounds a client may ask of one stream: a typo must not fill the disk.
+    stream_max_batch_size: int = Field(100_000, gt=0)
+    stream_max_batches: int = Field(100_000, gt=0)
+    stream_max_interval: float = Field(86_400, ge=0)
+    # How long a batch keeps retrying through a database outage before the stream fails.
+    stream_retry_max_seconds: float = Field(300, ge=0)
+    stream_retry_initial_backoff: float = Field(0.5, gt=0)
+    stream_retry_max_backoff: float = Field(30, gt=0)
+    # Recent days of history the stream samples its subscribers from.
+    stream_base_days: int = Field(7, gt=0)
+    stream_base_max_rows: int = Field(200_000, gt=0)
+
+    insert_chunk_rows: int = Field(10_000, gt=0)
+
+    def __repr__(self) -> str:
+        # SecretStr already masks the password; keep the repr short for logs.
+        return (
+            f"Settings(db={self.db_user}@{self.db_host}:{self.db_port}/{self.db_name}, "
+            f"output_dir={self.output_dir})"
+        )
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build the settings from the environment, raising :class:`ConfigError` when invalid."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        raise ConfigError(_describe("environment", exc)) from exc
+
+
+class _DateRange(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _iso_date_only(cls, value: Any) -> Any:
+        # Reject timestamps and numbers: the files hold calendar dates, YYYY-MM-DD.
+        if isinstance(value, str):
+            return date.fromisoformat(value)
+        raise ValueError("expected a date as a 'YYYY-MM-DD' string")
+
+
+class PipelineDates(_DateRange):
+    """`config/config.json`: the raw range (analysis) and the processed range (model)."""
+
+    start_date: date
+    end_date: date
+    processed_start: date
+    processed_end: date
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        _check_order(self.start_date, self.end_date, "start_date", "end_date")
+        _check_order(self.processed_start, self.processed_end, "processed_start", "processed_end")
+        return self
+
+
+class QueryParams(_DateRange):
+    """`config/query_params.json`: the date range of the exploratory analysis."""
+
+    start_date: date
+    end_date: date
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Self:
+        _check_order(self.start_date, self.end_date, "start_date", "end_date")
+        return self
+
+
+_M = TypeVar("_M", bound=BaseModel)
+
+
+def _check_order(start: date, end: date, start_key: str, end_key: str) -> None:
+    if start > end:
+        raise ValueError(f"{start_key} ({start}) is after {end_key} ({end})")
+
+
+def load_pipeline_dates(path: Path) -> PipelineDates:
+    """Read and validate `config.json`; errors name the file, the key and the bad value."""
+    return _validate(PipelineDates, path)
+
+
+def load_query_params(path: Path) -> QueryParams:
+    """Read and validate `query_params.json`; errors name the file, the key and the bad value."""
+    return _validate(QueryParams, path)
+
+
+def _validate(model: type[_M], path: Path) -> _M:
+    try:
+        return model.model_validate(_read_json(path))
+    except ValidationError as exc:
+        raise ConfigError(_describe(str(path), exc)) from exc
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from exc
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: not valid JSON: {exc.msg} (line {exc.lineno})") from exc
+
+
+def _describe(source: str, exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"]) or "(file)"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "missing":
+            problems.append(f"key '{key}' is missing")
+        elif error["type"] == "extra_forbidden":
+            problems.append(f"key '{key}' is not recognised")
+        elif error["loc"]:
+            problems.append(f"key '{key}' has bad value {error['input']!r}: {message}")
+        else:
+            problems.append(message)
+    return f"{source}: " + "; ".join(problems)

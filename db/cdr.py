@@ -1,0 +1,112 @@
+"""Reads and writes of the raw CDR table and its daily summary."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date, datetime
+from typing import Any
+
+import pandas as pd
+
+from db.connection import Connection, Cursor
+from db.schema import CDR_COLUMNS, DATE_COLUMN
+
+_COLUMN_LIST = ", ".join(CDR_COLUMNS)
+INSERT_CDR = (
+    f"INSERT INTO DP_CDR_Data ({_COLUMN_LIST}) "  # noqa: S608 - constant column names
+    f"VALUES ({', '.join(['%s'] * len(CDR_COLUMNS))})"
+)
+_SELECT_BOUNDS = "SELECT MIN(DP_DATE), MAX(DP_DATE), COUNT(*) FROM DP_CDR_Data"
+_SELECT_RECENT = (
+    f"SELECT {_COLUMN_LIST} FROM DP_CDR_Data "  # noqa: S608 - constant column names
+    "WHERE DP_DATE > %s ORDER BY id DESC LIMIT %s"
+)
+_COUNT_RANGE = "SELECT COUNT(*) FROM DP_CDR_Data WHERE DP_DATE >= %s AND DP_DATE < %s"
+SUMMARY_COLUMNS = (
+    "summary_date",
+    "cdr_rows",
+    "outgoing_calls",
+    "outgoing_call_minutes",
+    "data_purchases",
+    "data_volume_mb",
+)
+
+Row = tuple[Any, ...]
+
+
+def frame_to_rows(frame: pd.DataFrame) -> list[Row]:
+    """Rows of ``frame`` in `CDR_COLUMNS` order as plain Python values, missing values as None."""
+    columns: list[list[Any]] = []
+    for name in CDR_COLUMNS:
+        series = frame[name]
+        if name == DATE_COLUMN:
+            values = list(pd.to_datetime(series).dt.to_pydatetime())
+        elif series.hasnans:
+            values = series.astype(object).where(series.notna(), None).tolist()
+        else:
+            values = series.tolist()
+        columns.append(values)
+    return list(zip(*columns, strict=True))
+
+
+def insert_cdr_rows(cursor: Cursor, rows: Sequence[Row], chunk_rows: int) -> None:
+    """Insert ``rows`` with multi-row statements of at most ``chunk_rows`` rows each.
+
+    The caller owns the transaction. Chunking keeps one statement under the server's
+    `max_allowed_packet` whatever the batch size.
+    """
+    for start in range(0, len(rows), chunk_rows):
+        cursor.executemany(INSERT_CDR, rows[start : start + chunk_rows])
+
+
+def cdr_bounds(conn: Connection) -> tuple[datetime | None, datetime | None, int]:
+    """Earliest and latest `DP_DATE` and the row count of the raw table."""
+    cursor: Cursor = conn.cursor()
+    try:
+        cursor.execute(_SELECT_BOUNDS)
+        first, last, count = cursor.fetchone()
+    finally:
+        cursor.close()
+    conn.commit()
+    return first, last, int(count)
+
+
+def count_cdr_rows(conn: Connection, start: datetime, end: datetime) -> int:
+    """Rows with ``start <= DP_DATE < end``."""
+    cursor: Cursor = conn.cursor()
+    try:
+        cursor.execute(_COUNT_RANGE, (start, end))
+        (count,) = cursor.fetchone()
+    finally:
+        cursor.close()
+    conn.commit()
+    return int(count)
+
+
+def recent_cdr(conn: Connection, after: datetime, limit: int) -> pd.DataFrame:
+    """The newest rows (at most ``limit``) dated after ``after``, in `CDR_COLUMNS`."""
+    cursor: Cursor = conn.cursor()
+    try:
+        cursor.execute(_SELECT_RECENT, (after, limit))
+        rows = cursor.fetchall()
+    finally:
+        cursor.close()
+    conn.commit()
+    return pd.DataFrame(rows, columns=list(CDR_COLUMNS))
+
+
+def daily_summary(conn: Connection, start: date) -> pd.DataFrame:
+    """Refresh `DailySummary` from ``start`` on (`GetDailyCDRDataBatch`); return those days."""
+    cursor: Cursor = conn.cursor()
+    try:
+        cursor.callproc("GetDailyCDRDataBatch", (start,))
+        rows: list[Any] = []
+        for result in cursor.stored_results():
+            rows.extend(result.fetchall())
+    finally:
+        cursor.close()
+    conn.commit()
+    frame = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+    for column in ("outgoing_call_minutes", "data_volume_mb"):
+        frame[column] = frame[column].astype(float)
+    return frame

@@ -1,0 +1,100 @@
+"""Connections to the MySQL/MariaDB server named by the settings."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager, suppress
+from typing import Any
+
+import mysql.connector
+import mysql.connector.errors as mysql_errors
+from mysql.connector.abstracts import MySQLConnectionAbstract
+
+from config.settings import Settings
+from db.errors import DatabaseError, DatabaseUnavailable, is_transient
+
+log = logging.getLogger(__name__)
+
+Connection = MySQLConnectionAbstract
+# The connector types rows as unions of every SQL type, which helps no caller.
+Cursor = Any
+
+
+def connect(settings: Settings, *, with_database: bool = True, **options: Any) -> Connection:
+    """Open a connection (autocommit off) to the server, and to ``DB_NAME`` unless told not to.
+
+    Raises:
+        DatabaseUnavailable: the server does not answer.
+        DatabaseError: the server refused the connection (credentials, unknown database).
+    """
+    params: dict[str, Any] = {
+        "host": settings.db_host,
+        "port": settings.db_port,
+        "user": settings.db_user,
+        "password": settings.db_password.get_secret_value(),
+        "connection_timeout": settings.db_connect_timeout,
+        "autocommit": False,
+        "charset": "utf8mb4",
+        "collation": "utf8mb4_general_ci",
+        "use_pure": not mysql.connector.HAVE_CEXT,
+        **options,
+    }
+    if not mysql.connector.HAVE_CEXT:
+        log.warning("the connector's C extension is unavailable; using the slower pure client")
+    if settings.db_socket:
+        params["unix_socket"] = settings.db_socket
+    if with_database:
+        params["database"] = settings.db_name
+    try:
+        conn = mysql.connector.connect(**params)
+    except mysql_errors.Error as exc:
+        where = f"{settings.db_user}@{settings.db_host}:{settings.db_port}"
+        if is_transient(exc):
+            raise DatabaseUnavailable(f"database server {where} is unreachable: {exc.msg}") from exc
+        raise DatabaseError(f"database server {where} refused the connection: {exc.msg}") from exc
+    return conn  # type: ignore[return-value]
+
+
+@contextmanager
+def connection(settings: Settings, **options: Any) -> Iterator[Connection]:
+    """A connection that is closed on exit."""
+    conn = connect(settings, **options)
+    try:
+        yield conn
+    finally:
+        conn.close()
+
+
+@contextmanager
+def transaction(conn: Connection) -> Iterator[Cursor]:
+    """A cursor whose statements commit together on success and roll back on any error."""
+    cursor: Cursor = conn.cursor()
+    try:
+        yield cursor
+        conn.commit()
+    except BaseException:
+        # If the connection is gone the server rolls the transaction back itself.
+        with suppress(mysql_errors.Error):
+            conn.rollback()
+        raise
+    finally:
+        with suppress(mysql_errors.Error):
+            cursor.close()
+
+
+def ensure_database(settings: Settings) -> None:
+    """Create the ``DB_NAME`` database when missing, so several can share one server."""
+    with connection(settings, with_database=False) as conn, transaction(conn) as cursor:
+        # Identifiers cannot be bound; DB_NAME is restricted to [A-Za-z0-9_] by the settings.
+        cursor.execute(
+            f"CREATE DATABASE IF NOT EXISTS `{settings.db_name}` "
+            "CHARACTER SET utf8mb4 COLLATE utf8mb4_general_ci"
+        )
+
+
+def ping(settings: Settings) -> None:
+    """Raise :class:`DatabaseUnavailable` or :class:`DatabaseError` unless the database answers."""
+    with connection(settings) as conn, transaction(conn) as cursor:
+        cursor.execute("SELECT 1")
+        cursor.fetchall()

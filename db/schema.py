@@ -1,0 +1,48 @@
+"""Column layout of the raw CDR table `DP_CDR_Data`, as the migrations create it.
+
+The seed's column names live here and in the raw table only; later stages map them once.
+"""
+
+from __future__ import annotations
+
+DATE_COLUMN = "DP_DATE"
+SUBSCRIBER_COLUMN = "DP_MSISDN"
+LABEL_COLUMN = "PSEUDO_CHURNED"
+
+# Whole numbers of events per subscriber and day.
+COUNT_COLUMNS: tuple[str, ...] = (
+    "DP_MOC_COUNT",  # outgoing calls
+    "DP_MTC_COUNT",  # incoming calls
+    "DP_MOSMS_COUNT",  # outgoing SMS
+    "DP_MTSMS_COUNT",  # incoming SMS
+    "DP_DATA_COUNT",  # data sessions (purchases)
+)
+# Non-negative amounts: call minutes and data megabytes.
+AMOUNT_COLUMNS: tuple[str, ...] = (
+    "DP_MOC_DURATION",
+    "DP_MTC_DURATION",
+    "DP_DATA_VOLUME",
+)
+USAGE_COLUMNS: tuple[str, ...] = (
+    "DP_MOC_COUNT",
+    "DP_MOC_DURATION",
+    "DP_MTC_COUNT",
+    "DP_MTC_DURATION",
+    "DP_MOSMS_COUNT",
+    "DP_MTSMS_COUNT",
+    "DP_DATA_COUNT",
+    "DP_DATA_VOLUME",
+)
+# Every column a loader writes, in table order (`id` is assigned by the database).
+CDR_COLUMNS: tuple[str, ...] = (DATE_COLUMN, SUBSCRIBER_COLUMN, *USAGE_COLUMNS, LABEL_COLUMN)
+
+VOICE_COLUMNS: tuple[str, ...] = (
+    "DP_MOC_COUNT",
+    "DP_MOC_DURATION",
+    "DP_MTC_COUNT",
+    "DP_MTC_DURATION",
+)
+SMS_COLUMNS: tuple[str, ...] = ("DP_MOSMS_COUNT", "DP_MTSMS_COUNT")
+DATA_COLUMNS: tuple[str, ...] = ("DP_DATA_COUNT", "DP_DATA_VOLUME")
+
+MSISDN_MAX_LENGTH = 32

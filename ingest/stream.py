@@ -1,0 +1,436 @@
+"""Background streams of simulated CDR batches into `DP_CDR_Data`.
+
+A :class:`StreamManager` (one per app) owns at most one running :class:`StreamRunner`.
+The runner writes each batch in one transaction together with its (stream id, batch
+number) row in `ingest_batches`, so a batch retried after a lost connection is never
+inserted twice; an outage is retried with exponential backoff and shown in the status.
+"""
+
+from __future__ import annotations
+
+import logging
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+import pandas as pd
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from config.settings import Settings
+from db.cdr import cdr_bounds, frame_to_rows, recent_cdr
+from db.connection import Connection, connect
+from db.errors import DatabaseError, is_transient
+from db.ingest_log import (
+    Source,
+    SourceState,
+    committed_batches,
+    register_source,
+    set_source_state,
+    write_batch,
+)
+from ingest.scenario import Scenario
+from ingest.simulator import BatchClock, ClockMode, build_batch, simulated_anchor
+
+log = logging.getLogger(__name__)
+
+StreamState = Literal["running", "retrying", "stopping", "completed", "stopped", "failed"]
+_FINAL_STATES = frozenset({"completed", "stopped", "failed"})
+
+
+class StreamError(Exception):
+    """A stream cannot be started or stopped; the message is safe to show to a client."""
+
+
+class StreamConflict(StreamError):
+    """The request conflicts with the current state (a stream runs, none runs, no history)."""
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """What a client asked for, already validated."""
+
+    batch_size: int
+    num_batches: int
+    interval: float
+    seed: int
+    clock: ClockMode
+    scenario: Scenario
+    stream_id: str
+
+
+@dataclass
+class StreamProgress:
+    """Mutable progress of one stream, read by the status endpoint under the runner's lock."""
+
+    state: StreamState = "running"
+    batches_done: int = 0
+    batches_skipped: int = 0
+    rows_done: int = 0
+    insert_seconds: float = 0.0
+    retries: int = 0
+    current_batch: int | None = None
+    last_error: str | None = None
+    started: float = field(default_factory=time.monotonic)
+    started_at: datetime = field(default_factory=datetime.now)
+    finished_at: datetime | None = None
+
+
+class StreamMetrics:
+    """Prometheus instruments of one app, in a registry of its own."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.rows = Counter("ingest_rows", "CDR rows inserted by streams", registry=self.registry)
+        self.batches = Counter(
+            "ingest_batches", "batches committed by streams", registry=self.registry
+        )
+        self.errors = Counter(
+            "ingest_errors", "failed batch insert attempts", ["kind"], registry=self.registry
+        )
+        self.insert_latency = Histogram(
+            "ingest_batch_insert_seconds",
+            "time to insert and commit one batch",
+            buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+            registry=self.registry,
+        )
+        self.running = Gauge(
+            "ingest_stream_running", "1 while a stream runs", registry=self.registry
+        )
+
+
+ConnectionFactory = Callable[[], Connection]
+
+
+class StreamRunner:
+    """Writes the batches of one stream from a background thread."""
+
+    def __init__(
+        self,
+        spec: StreamSpec,
+        base: pd.DataFrame,
+        clock: BatchClock,
+        settings: Settings,
+        metrics: StreamMetrics,
+        connect_db: ConnectionFactory,
+        already_done: dict[int, int] | None = None,
+    ) -> None:
+        self.spec = spec
+        self._base = base
+        self._clock = clock
+        self._settings = settings
+        self._metrics = metrics
+        self._connect = connect_db
+        self._done = dict(already_done or {})
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self.progress = StreamProgress()
+        self._thread = threading.Thread(
+            target=self._run, name=f"stream-{spec.stream_id}", daemon=True
+        )
+
+    def start(self) -> None:
+        self._metrics.running.set(1)
+        self._thread.start()
+
+    def request_stop(self) -> None:
+        """Stop after the batch being written (or retried) now."""
+        with self._lock:
+            if self.progress.state not in _FINAL_STATES:
+                self.progress.state = "stopping"
+        self._stop.set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the thread; return whether it has ended."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    @property
+    def finished(self) -> bool:
+        return self.progress.state in _FINAL_STATES
+
+    def status(self) -> dict[str, Any]:
+        """A JSON-ready snapshot of the stream's progress."""
+        with self._lock:
+            p = self.progress
+            elapsed = max((time.monotonic() - p.started), 1e-9)
+            return {
+                "stream_id": self.spec.stream_id,
+                "state": p.state,
+                "clock": self.spec.clock,
+                "batch_size": self.spec.batch_size,
+                "batches_total": self.spec.num_batches,
+                "batches_done": p.batches_done,
+                "batches_skipped": p.batches_skipped,
+                "rows_done": p.rows_done,
+                "rows_per_second": round(p.rows_done / elapsed, 1),
+                "insert_rows_per_second": (
+                    round(p.rows_done / p.insert_seconds, 1) if p.insert_seconds else None
+                ),
+                "current_batch": p.current_batch,
+                "retries": p.retries,
+                "last_error": p.last_error,
+                "started_at": p.started_at.isoformat(timespec="seconds"),
+                "finished_at": p.finished_at.isoformat(timespec="seconds")
+                if p.finished_at
+                else None,
+            }
+
+    def _run(self) -> None:
+        conn: Connection | None = None
+        final: SourceState = "completed"
+        try:
+            for batch_index in range(self.spec.num_batches):
+                if self._stop.is_set():
+                    final = "stopped"
+                    break
+                if batch_index in self._done:
+                    with self._lock:
+                        self.progress.batches_skipped += 1
+                    continue
+                with self._lock:
+                    self.progress.current_batch = batch_index
+                frame = build_batch(
+                    self._base,
+                    batch_index,
+                    self.spec.batch_size,
+                    self.spec.seed,
+                    self._clock,
+                    datetime.now(),
+                    self.spec.scenario,
+                )
+                conn, written = self._write_with_retry(conn, batch_index, frame_to_rows(frame))
+                if not written:
+                    final = "stopped" if self._stop.is_set() else "failed"
+                    break
+                if batch_index < self.spec.num_batches - 1 and self._stop.wait(self.spec.interval):
+                    final = "stopped"
+                    break
+        except Exception as exc:  # the thread's edge: record, never die silently
+            log.exception("stream %s failed", self.spec.stream_id)
+            final = "failed"
+            with self._lock:
+                self.progress.last_error = _describe(exc)
+        finally:
+            self._finish(conn, final)
+
+    def _write_with_retry(
+        self, conn: Connection | None, batch_index: int, rows: list[tuple[Any, ...]]
+    ) -> tuple[Connection | None, bool]:
+        """Write one batch, retrying through outages; return the connection and success."""
+        backoff = self._settings.stream_retry_initial_backoff
+        deadline = time.monotonic() + self._settings.stream_retry_max_seconds
+        while True:
+            try:
+                if conn is None:
+                    conn = self._connect()
+                started = time.perf_counter()
+                inserted = write_batch(
+                    conn,
+                    self.spec.stream_id,
+                    batch_index,
+                    rows,
+                    self._settings.insert_chunk_rows,
+                )
+                seconds = time.perf_counter() - started
+            except Exception as exc:
+                transient = is_transient(exc)
+                self._metrics.errors.labels("outage" if transient else "error").inc()
+                with self._lock:
+                    self.progress.last_error = _describe(exc)
+                    self.progress.retries += int(transient)
+                    if transient and self.progress.state == "running":
+                        self.progress.state = "retrying"
+                if conn is not None:
+                    _close_quietly(conn)
+                    conn = None
+                if not transient or time.monotonic() + backoff > deadline:
+                    log.error(
+                        "stream %s: batch %s failed: %s", self.spec.stream_id, batch_index, exc
+                    )
+                    return None, False
+                log.warning(
+                    "stream %s: batch %s: %s; retrying in %.1f s",
+                    self.spec.stream_id,
+                    batch_index,
+                    exc,
+                    backoff,
+                )
+                if self._stop.wait(backoff):
+                    return None, False
+                backoff = min(backoff * 2, self._settings.stream_retry_max_backoff)
+                continue
+            with self._lock:
+                if self.progress.state == "retrying":
+                    self.progress.state = "running"
+                self.progress.batches_done += 1
+                if inserted:
+                    self.progress.rows_done += len(rows)
+                    self.progress.insert_seconds += seconds
+                else:
+                    self.progress.batches_skipped += 1
+            if inserted:
+                self._metrics.rows.inc(len(rows))
+                self._metrics.batches.inc()
+                self._metrics.insert_latency.observe(seconds)
+            return conn, True
+
+    def _finish(self, conn: Connection | None, final: SourceState) -> None:
+        with self._lock:
+            self.progress.state = final
+            self.progress.current_batch = None
+            self.progress.finished_at = datetime.now()
+            error = self.progress.last_error if final == "failed" else None
+        self._metrics.running.set(0)
+        try:
+            conn = conn or self._connect()
+            set_source_state(conn, self.spec.stream_id, final, self.spec.num_batches, error)
+        except Exception as exc:
+            log.warning(
+                "stream %s: could not record its end (%s): %s", self.spec.stream_id, final, exc
+            )
+        finally:
+            if conn is not None:
+                _close_quietly(conn)
+        log.info("stream %s %s", self.spec.stream_id, final)
+
+
+class StreamManager:
+    """Starts, stops and reports the app's one stream."""
+
+    def __init__(self, settings: Settings, connect_db: ConnectionFactory | None = None) -> None:
+        self.settings = settings
+        self.metrics = StreamMetrics()
+        self._connect = connect_db or (lambda: connect(settings))
+        self._lock = threading.Lock()
+        self._runner: StreamRunner | None = None
+
+    def start(
+        self,
+        *,
+        batch_size: int,
+        num_batches: int,
+        interval: float,
+        seed: int | None,
+        clock: ClockMode,
+        scenario: Scenario,
+        stream_id: str | None,
+    ) -> StreamRunner:
+        """Start a stream, or resume ``stream_id`` from its first uncommitted batch.
+
+        Raises:
+            StreamConflict: a stream runs already, or there is no history to sample.
+            DatabaseError: the database cannot be read.
+        """
+        with self._lock:
+            if self._runner is not None and not self._runner.finished:
+                raise StreamConflict(
+                    f"stream {self._runner.spec.stream_id} is running; "
+                    "stop it (POST /stop_stream) or wait until it ends"
+                )
+            stream_id = stream_id or f"s-{datetime.now():%Y%m%d%H%M%S}-{secrets.token_hex(3)}"
+            seed = seed if seed is not None else secrets.randbelow(2**31)
+            conn = self._connect()
+            try:
+                runner = self._prepare(
+                    conn,
+                    StreamSpec(batch_size, num_batches, interval, seed, clock, scenario, stream_id),
+                )
+            finally:
+                _close_quietly(conn)
+            self._runner = runner
+            runner.start()
+            return runner
+
+    def _prepare(self, conn: Connection, spec: StreamSpec) -> StreamRunner:
+        _, latest, _ = cdr_bounds(conn)
+        if latest is None:
+            raise StreamConflict("DP_CDR_Data is empty: seed it first (python -m ingest seed)")
+        params = {
+            "batch_size": spec.batch_size,
+            "num_batches": spec.num_batches,
+            "interval": spec.interval,
+            "seed": spec.seed,
+            "clock": spec.clock,
+            "scenario": spec.scenario.model_dump(exclude_none=True),
+        }
+        stored = register_source(
+            conn,
+            Source(
+                source_id=spec.stream_id,
+                kind="stream",
+                description=f"stream of {spec.num_batches} x {spec.batch_size} rows",
+                params=params,
+                total_batches=spec.num_batches,
+                anchor_date=simulated_anchor(latest) if spec.clock == "simulated" else None,
+            ),
+        )
+        if stored.kind != "stream":
+            raise StreamConflict(f"{spec.stream_id} names a {stored.kind} load, not a stream")
+        # A resumed stream keeps its original size, seed, clock and scenario, so its
+        # remaining batches are the ones it would have written; only the pace may change.
+        original = stored.params
+        spec = StreamSpec(
+            batch_size=int(original["batch_size"]),
+            num_batches=int(original["num_batches"]),
+            interval=spec.interval,
+            seed=int(original["seed"]),
+            clock=original["clock"],
+            scenario=Scenario.model_validate(original.get("scenario", {})),
+            stream_id=spec.stream_id,
+        )
+        done = committed_batches(conn, spec.stream_id)
+        if stored.state != "running":
+            set_source_state(conn, spec.stream_id, "running", spec.num_batches)
+        base_after = latest - timedelta(days=self.settings.stream_base_days)
+        base = recent_cdr(conn, base_after, self.settings.stream_base_max_rows)
+        anchor = stored.anchor_date or latest
+        return StreamRunner(
+            spec,
+            base,
+            BatchClock(spec.clock, anchor),
+            self.settings,
+            self.metrics,
+            self._connect,
+            already_done=done,
+        )
+
+    def stop(self) -> StreamRunner:
+        """Ask the running stream to stop after its current batch.
+
+        Raises:
+            StreamConflict: no stream is running.
+        """
+        with self._lock:
+            runner = self._runner
+            if runner is None or runner.finished:
+                raise StreamConflict("no stream is running")
+            runner.request_stop()
+            return runner
+
+    def current(self) -> StreamRunner | None:
+        return self._runner
+
+    def shutdown(self, timeout: float = 30) -> None:
+        """Stop any stream and wait for it (used when the server exits and by tests)."""
+        runner = self._runner
+        if runner is not None and not runner.finished:
+            runner.request_stop()
+            runner.join(timeout)
+
+
+def _close_quietly(conn: Connection) -> None:
+    try:
+        conn.close()
+    except Exception:  # a dead connection may fail to close; nothing is left to release
+        log.debug("closing a broken connection failed", exc_info=True)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, DatabaseError):
+        return str(exc)
+    message = getattr(exc, "msg", None) or str(exc) or type(exc).__name__
+    return f"{type(exc).__name__}: {message}"[:500]

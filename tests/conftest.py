@@ -1,0 +1,55 @@
+"""Fixtures shared by every test package: settings for a throw-away database on the real server.
+
+Tests talk to the MariaDB/MySQL server the `DB_*` settings name (CI: 127.0.0.1:3306). Each
+test session creates its own databases, named `cdrtest_<pid>_<n>`, and drops only those.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+
+import pytest
+
+from config.settings import Settings, load_settings
+from db.connection import connection, transaction
+from db.errors import DatabaseError
+from db.migrate import init_database
+
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def base_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """The environment's settings with a temporary output folder; skips nothing: no server, no run."""
+    settings = load_settings(output_dir=tmp_path_factory.mktemp("output"))
+    try:
+        with connection(settings, with_database=False):
+            pass
+    except DatabaseError as exc:
+        pytest.exit(f"the tests need a database server ({exc}); run `make test`", returncode=3)
+    return settings
+
+
+def _fresh_database(base: Settings) -> Iterator[Settings]:
+    name = f"cdrtest_{os.getpid()}_{next(_counter)}"
+    settings = base.model_copy(update={"db_name": name})
+    init_database(settings)
+    try:
+        yield settings
+    finally:
+        with connection(base, with_database=False) as conn, transaction(conn) as cursor:
+            cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+@pytest.fixture
+def db_settings(base_settings: Settings) -> Iterator[Settings]:
+    """Settings for a new, migrated, empty database of this test's own."""
+    yield from _fresh_database(base_settings)
+
+
+@pytest.fixture(scope="module")
+def module_db_settings(base_settings: Settings) -> Iterator[Settings]:
+    """Like ``db_settings``, shared by the tests of one module (for read-only tests)."""
+    yield from _fresh_database(base_settings)

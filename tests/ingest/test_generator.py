@@ -1,0 +1,316 @@
+"""Tests for the synthetic CDR generator: shape, determinism, churn model and scenarios."""
+
+from __future__ import annotations
+
+import datetime
+import time
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+
+from db.schema import (
+    AMOUNT_COLUMNS,
+    CDR_COLUMNS,
+    COUNT_COLUMNS,
+    DATE_COLUMN,
+    LABEL_COLUMN,
+    SUBSCRIBER_COLUMN,
+)
+from ingest.generator import GeneratorConfig, draw_subscribers, generate_cdr
+from ingest.scenario import ChurnRateChange, ConceptDrift, CovariateDrift, Scenario
+
+SMALL = GeneratorConfig(subscribers=300, days=60)
+
+
+@pytest.fixture(scope="module")
+def small_frame() -> pd.DataFrame:
+    return generate_cdr(SMALL)
+
+
+@pytest.fixture(scope="module")
+def small_truth() -> pd.DataFrame:
+    return draw_subscribers(SMALL)
+
+
+def _with_day_and_churn(
+    frame: pd.DataFrame, truth: pd.DataFrame, config: GeneratorConfig
+) -> pd.DataFrame:
+    """The records with their day index, their subscriber's churn day and their event count."""
+    start = pd.Timestamp(config.start_date)
+    return frame.assign(
+        day=(frame[DATE_COLUMN] - start).dt.days,
+        churn_day=frame[SUBSCRIBER_COLUMN].map(truth.set_index(SUBSCRIBER_COLUMN)["churn_day"]),
+        events=frame[list(COUNT_COLUMNS)].sum(axis=1),
+    )
+
+
+def _late_to_early_usage(records: pd.DataFrame, by: str, low: int, high: int) -> tuple[float, int]:
+    """Events per record in the week before ``by`` over those 4+ weeks before, for ``by`` in range.
+
+    Returns the ratio of the mean of per-subscriber means and the number of subscribers.
+    """
+    rows = records[(records[by] >= low) & (records[by] < high)]
+    days_left = rows[by] - rows["day"]
+    late = rows[(days_left >= 1) & (days_left <= 7)].groupby(SUBSCRIBER_COLUMN)["events"].mean()
+    early = rows[days_left >= 28].groupby(SUBSCRIBER_COLUMN)["events"].mean()
+    both = late.index.intersection(early.index)
+    return float(late[both].mean() / early[both].mean()), len(both)
+
+
+def test_same_config_gives_identical_frame_and_other_seed_differs(
+    small_frame: pd.DataFrame,
+) -> None:
+    pd.testing.assert_frame_equal(generate_cdr(SMALL), small_frame)
+
+    other = generate_cdr(SMALL.model_copy(update={"seed": 43}))
+    assert not other.equals(small_frame)
+    assert other["DP_DATA_VOLUME"].sum() != small_frame["DP_DATA_VOLUME"].sum()
+
+
+def test_columns_dtypes_and_values(small_frame: pd.DataFrame) -> None:
+    frame = small_frame
+
+    assert list(frame.columns) == list(CDR_COLUMNS)
+    assert frame[DATE_COLUMN].dtype == np.dtype("datetime64[ns]")
+    assert (frame[DATE_COLUMN] == frame[DATE_COLUMN].dt.normalize()).all()
+    assert frame[DATE_COLUMN].min() == pd.Timestamp("2024-01-01")
+    assert frame[DATE_COLUMN].max() == pd.Timestamp("2024-02-29")
+    assert pd.api.types.is_string_dtype(frame[SUBSCRIBER_COLUMN])
+    assert set(frame[SUBSCRIBER_COLUMN]) <= {f"2771{i:07d}" for i in range(300)}
+    for column in COUNT_COLUMNS:
+        assert frame[column].dtype == np.int64, column
+        assert (frame[column] >= 0).all(), column
+    for column in AMOUNT_COLUMNS:
+        assert frame[column].dtype == np.float64, column
+        assert (frame[column] >= 0).all(), column
+        np.testing.assert_allclose(frame[column], frame[column].round(2), rtol=0, atol=1e-9)
+    for amount, count in [
+        ("DP_MOC_DURATION", "DP_MOC_COUNT"),
+        ("DP_MTC_DURATION", "DP_MTC_COUNT"),
+        ("DP_DATA_VOLUME", "DP_DATA_COUNT"),
+    ]:
+        assert (frame.loc[frame[count] == 0, amount] == 0).all(), amount
+    assert frame[LABEL_COLUMN].dtype == np.int64
+    assert set(frame[LABEL_COLUMN].unique()) == {0, 1}
+    keys = pd.MultiIndex.from_frame(frame[[DATE_COLUMN, SUBSCRIBER_COLUMN]])
+    assert keys.is_monotonic_increasing
+    assert keys.is_unique
+
+
+def test_default_config_generates_in_well_under_two_seconds() -> None:
+    started = time.perf_counter()
+    frame = generate_cdr(GeneratorConfig())
+
+    assert time.perf_counter() - started < 2.0
+    assert len(frame) > 3000 * 60 * 0.7
+
+
+def test_churn_rate_is_the_expected_fraction_churning_per_30_days() -> None:
+    for churn_rate in (0.15, 0.3):
+        truth = draw_subscribers(
+            GeneratorConfig(subscribers=20_000, days=30, churn_rate=churn_rate)
+        )
+
+        # Binomial standard deviation on 20 000 subscribers is at most 0.0035.
+        assert abs((truth["churn_day"] < 30).mean() - churn_rate) < 0.015
+
+
+def test_low_usage_subscribers_churn_more(
+    small_frame: pd.DataFrame, small_truth: pd.DataFrame
+) -> None:
+    records = _with_day_and_churn(small_frame, small_truth, SMALL)
+    # Churns from day 35 on have not started declining in the first week.
+    first_week = records[records["day"] < 7]
+    churner = (first_week["churn_day"] >= 35) & (first_week["churn_day"] < 60)
+    stayer = first_week["churn_day"] >= 60 + 21
+
+    assert churner.groupby(first_week[SUBSCRIBER_COLUMN]).first().sum() > 20
+    assert first_week.loc[churner, "events"].mean() < 0.85 * first_week.loc[stayer, "events"].mean()
+
+
+def test_subscribers_have_a_row_on_nearly_every_day_until_churn(
+    small_frame: pd.DataFrame, small_truth: pd.DataFrame
+) -> None:
+    records = _with_day_and_churn(small_frame, small_truth, SMALL)
+    stayers = small_truth[small_truth["churn_day"] >= 60]
+    present = records["churn_day"] >= 60
+
+    # A 3 % chance of an inactive day leaves about 97 % of the possible rows.
+    assert 0.95 < present.sum() / (len(stayers) * 60) < 0.99
+    last_day = records.groupby(SUBSCRIBER_COLUMN)["day"].max()
+    churn_day = small_truth.set_index(SUBSCRIBER_COLUMN)["churn_day"][last_day.index]
+    in_window = churn_day < 60
+    # Three inactive days in a row right before churn: about 3e-5 per churner.
+    assert ((churn_day - last_day)[in_window] <= 3).all()
+
+
+def test_no_records_on_or_after_the_churn_day(
+    small_frame: pd.DataFrame, small_truth: pd.DataFrame
+) -> None:
+    records = _with_day_and_churn(small_frame, small_truth, SMALL)
+    churned_early = small_truth.loc[small_truth["churn_day"] <= 0, SUBSCRIBER_COLUMN]
+
+    assert (small_truth["churn_day"] < 60).sum() > 40
+    assert (records["day"] < records["churn_day"]).all()
+    assert not records[SUBSCRIBER_COLUMN].isin(churned_early).any()
+    # Derived from the data alone: whoever is missing for the last week has churned.
+    last_day = records.groupby(SUBSCRIBER_COLUMN)["day"].max()
+    gone = last_day[last_day < 60 - 7].index
+    assert len(gone) > 30
+    assert (small_truth.set_index(SUBSCRIBER_COLUMN)["churn_day"][gone] < 60).all()
+
+
+def test_churners_usage_declines_before_churn(
+    small_frame: pd.DataFrame, small_truth: pd.DataFrame
+) -> None:
+    records = _with_day_and_churn(small_frame, small_truth, SMALL)
+
+    ratio, churners = _late_to_early_usage(records, "churn_day", 35, 60)
+
+    # The last week averages a factor of about 0.2 + 0.8 * 3 / 21 = 0.31.
+    assert churners > 15
+    assert ratio < 0.5
+
+
+@pytest.mark.parametrize("horizon", [7, 14])
+def test_label_marks_exactly_the_records_within_the_horizon_before_churn(horizon: int) -> None:
+    config = SMALL.model_copy(update={"label_horizon_days": horizon})
+    frame = generate_cdr(config)
+    records = _with_day_and_churn(frame, draw_subscribers(config), config)
+    days_left = records["churn_day"] - records["day"]
+
+    expected = ((days_left >= 1) & (days_left <= horizon)).astype(np.int64)
+    pd.testing.assert_series_equal(records[LABEL_COLUMN], expected, check_names=False)
+    assert records.groupby(SUBSCRIBER_COLUMN)[LABEL_COLUMN].sum().max() <= horizon
+    # Churns after the window still label the last in-window records.
+    last_day = records[records["day"] == 59]
+    assert last_day[LABEL_COLUMN].sum() > 0
+    assert (last_day.loc[last_day[LABEL_COLUMN] == 1, "churn_day"] <= 59 + horizon).all()
+    # Derived from the data alone: a churner's labels lie within the horizon of its last record.
+    last_record = records.groupby(SUBSCRIBER_COLUMN)["day"].transform("max")
+    gone = last_record < 60 - 7
+    labelled = records[gone & (records[LABEL_COLUMN] == 1)]
+    assert len(labelled) > 0
+    assert (last_record[labelled.index] + 1 - labelled["day"] <= horizon).all()
+
+
+@pytest.mark.parametrize(
+    "start_date", [datetime.date(2024, 1, 1), datetime.date(2024, 1, 3)], ids=["mon", "wed"]
+)
+def test_weekends_carry_less_voice_and_more_data(start_date: datetime.date) -> None:
+    frame = generate_cdr(SMALL.model_copy(update={"start_date": start_date}))
+    weekend = frame[DATE_COLUMN].dt.day_of_week >= 5
+    voice = frame["DP_MOC_COUNT"] + frame["DP_MTC_COUNT"]
+    data = frame["DP_DATA_COUNT"]
+
+    # Designed: voice 0.775 / 1.06 = 0.73, data 1.175 / 0.96 = 1.22.
+    assert voice[weekend].mean() < 0.85 * voice[~weekend].mean()
+    assert data[weekend].mean() > 1.1 * data[~weekend].mean()
+
+
+def test_covariate_drift_scales_usage_from_its_step_on_only(small_frame: pd.DataFrame) -> None:
+    drift = CovariateDrift(from_step=30, voice_factor=0.5, sms_factor=1.0, data_factor=2.0)
+    drifted = generate_cdr(SMALL.model_copy(update={"scenario": Scenario(covariate_drift=drift)}))
+    before = small_frame[DATE_COLUMN] < pd.Timestamp("2024-01-31")
+
+    pd.testing.assert_frame_equal(drifted[before], small_frame[before])
+    keys = [DATE_COLUMN, SUBSCRIBER_COLUMN, LABEL_COLUMN, "DP_MOSMS_COUNT", "DP_MTSMS_COUNT"]
+    pd.testing.assert_frame_equal(drifted[keys], small_frame[keys])
+    after_drifted, after_base = drifted[~before], small_frame[~before]
+    for column, low, high in [
+        ("DP_MOC_COUNT", 0.45, 0.55),
+        ("DP_MTC_DURATION", 0.4, 0.6),
+        ("DP_DATA_COUNT", 1.9, 2.1),
+        ("DP_DATA_VOLUME", 1.7, 2.3),
+    ]:
+        ratio = after_drifted[column].mean() / after_base[column].mean()
+        assert low < ratio < high, (column, ratio)
+
+
+def test_churn_rate_change_raises_churn_from_its_step_on(small_frame: pd.DataFrame) -> None:
+    change = Scenario(churn_rate_change=ChurnRateChange(from_step=30, factor=3.0))
+    config = SMALL.model_copy(update={"scenario": change})
+    drifted = generate_cdr(config)
+
+    def last_days(frame: pd.DataFrame) -> pd.Series:
+        return frame.groupby(SUBSCRIBER_COLUMN)[DATE_COLUMN].max()
+
+    base_last, drifted_last = last_days(small_frame), last_days(drifted)
+    cut, gone = pd.Timestamp("2024-01-31"), pd.Timestamp("2024-02-22")
+    pd.testing.assert_series_equal(
+        drifted_last[drifted_last < cut - pd.Timedelta(days=7)],
+        base_last[base_last < cut - pd.Timedelta(days=7)],
+    )
+    churned_after = ((drifted_last >= cut) & (drifted_last < gone)).sum()
+    base_churned_after = ((base_last >= cut) & (base_last < gone)).sum()
+    # Tripling a ~9 % risk over these 23 days gives ~24 %: 2-3 times as many churns.
+    assert base_churned_after > 10
+    assert churned_after > 1.6 * base_churned_after
+    base_truth, drifted_truth = draw_subscribers(SMALL), draw_subscribers(config)
+    early = base_truth["churn_day"] < 30
+    pd.testing.assert_series_equal(
+        drifted_truth.loc[early, "churn_day"], base_truth.loc[early, "churn_day"]
+    )
+    assert (drifted_truth.loc[~early, "churn_day"] >= 30).all()
+
+
+def test_concept_drift_silences_the_decline_of_later_churns_and_moves_it_to_stayers() -> None:
+    base_config = GeneratorConfig(subscribers=500, days=90)
+    drift = ConceptDrift(from_step=60, strength=1.0)
+    config = base_config.model_copy(update={"scenario": Scenario(concept_drift=drift)})
+    base, drifted = generate_cdr(base_config), generate_cdr(config)
+    truth = draw_subscribers(config)
+    base_records = _with_day_and_churn(base, truth, base_config)
+    records = _with_day_and_churn(drifted, truth, config)
+
+    keys = [DATE_COLUMN, SUBSCRIBER_COLUMN, LABEL_COLUMN]
+    pd.testing.assert_frame_equal(drifted[keys], base[keys])
+    before_ratio, before_count = _late_to_early_usage(records, "churn_day", 35, 60)
+    base_after_ratio, _ = _late_to_early_usage(base_records, "churn_day", 65, 90)
+    after_ratio, after_count = _late_to_early_usage(records, "churn_day", 65, 90)
+    assert before_count > 15
+    assert after_count > 15
+    assert before_ratio < 0.5
+    assert base_after_ratio < 0.5
+    assert after_ratio > 0.8
+
+    silent = truth["decline_day"].isna()
+    decoys = truth["decline_day"].notna() & (truth["decline_day"] < truth["churn_day"])
+    assert silent.sum() == decoys.sum()
+    assert (
+        (truth.loc[silent, "churn_day"] >= 60) & (truth.loc[silent, "churn_day"] < 90 + 21)
+    ).all()
+    assert (truth.loc[decoys, "churn_day"] >= 90 + 21).all()
+    records["decline_day"] = records[SUBSCRIBER_COLUMN].map(
+        truth.set_index(SUBSCRIBER_COLUMN)["decline_day"].where(decoys.to_numpy())
+    )
+    decoy_ratio, decoy_count = _late_to_early_usage(records, "decline_day", 65, 90)
+    assert decoy_count > 15
+    assert decoy_ratio < 0.5
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"subscribers": 0},
+        {"days": 0},
+        {"churn_rate": 1.5},
+        {"churn_rate": 0.0},
+        {"decay_days": 0},
+        {"label_horizon_days": 0},
+        {"seed": -1},
+        {"colour": "red"},
+    ],
+    ids=lambda bad: next(iter(bad)),
+)
+def test_invalid_config_is_rejected(bad: dict[str, Any]) -> None:
+    with pytest.raises(ValidationError):
+        GeneratorConfig(**bad)
+
+
+def test_config_is_frozen() -> None:
+    with pytest.raises(ValidationError):
+        SMALL.subscribers = 10  # type: ignore[misc]
