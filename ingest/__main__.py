@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from datetime import date
 
 from pydantic import ValidationError
 
-from config.settings import ConfigError, load_settings
+from config.settings import ConfigError, Settings, load_settings
 from db.errors import DatabaseError
+from ingest.client import ClientError, describe_progress, run_stream
 from ingest.generator import GeneratorConfig
 from ingest.sources import SourceFormatError
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,23 +42,39 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default: INGEST_HOST)")
     serve.add_argument("--port", type=int, help="port (default: INGEST_PORT, 5000)")
     serve.add_argument("--threads", type=int, default=8, help="request threads")
+    stream = commands.add_parser(
+        "stream",
+        help="start a stream on a running simulator and follow it to its end",
+    )
+    stream.add_argument("--url", help="simulator URL (default: http://INGEST_HOST:INGEST_PORT)")
+    stream.add_argument("--batch-size", type=int, default=1000)
+    stream.add_argument("--num-batches", type=int, default=10)
+    stream.add_argument("--interval", type=float, default=60, help="seconds between batches")
+    stream.add_argument("--clock", choices=("realtime", "simulated"), default="realtime")
+    stream.add_argument("--seed", type=int)
+    stream.add_argument("--stream-id", help="resume this stream (or name a new one)")
+    stream.add_argument("--scenario", type=json.loads, help="drift knobs as JSON")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
     try:
         settings = load_settings()
         if args.command == "seed":
             return _seed(args, settings)
+        if args.command == "stream":
+            return _stream(args, settings)
         return _serve(args, settings)
-    except (ConfigError, DatabaseError, SourceFormatError) as exc:
+    except (ConfigError, DatabaseError, SourceFormatError, ClientError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
 
 
-def _seed(args: argparse.Namespace, settings) -> int:  # type: ignore[no-untyped-def]
+def _seed(args: argparse.Namespace, settings: Settings) -> int:
     from db.migrate import init_database
     from ingest.seeding import seed_from_generator, seed_from_source
 
@@ -72,7 +92,9 @@ def _seed(args: argparse.Namespace, settings) -> int:  # type: ignore[no-untyped
                 seed=args.seed,
             )
         except ValidationError as exc:
-            problems = "; ".join(f"--{'-'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+            problems = "; ".join(
+                f"--{'-'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors()
+            )
             print(f"error: {problems}".replace("_", "-"), file=sys.stderr)
             return 2
         report = seed_from_generator(settings, config, progress=progress)
@@ -80,7 +102,21 @@ def _seed(args: argparse.Namespace, settings) -> int:  # type: ignore[no-untyped
     return 0
 
 
-def _serve(args: argparse.Namespace, settings) -> int:  # type: ignore[no-untyped-def]
+def _stream(args: argparse.Namespace, settings: Settings) -> int:
+    url = args.url or f"http://{settings.ingest_host}:{settings.ingest_port}"
+    request = {
+        "batch_size": args.batch_size,
+        "num_batches": args.num_batches,
+        "interval": args.interval,
+        "clock": args.clock,
+    }
+    optional = {"seed": args.seed, "stream_id": args.stream_id, "scenario": args.scenario}
+    request.update({key: value for key, value in optional.items() if value is not None})
+    final = run_stream(url, request, lambda status: print(describe_progress(status), flush=True))
+    return 0 if final["state"] == "completed" else 1
+
+
+def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from waitress import serve
 
     from ingest.app import create_app

@@ -22,7 +22,7 @@ _counter = itertools.count()
 
 @pytest.fixture(scope="session")
 def base_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
-    """The environment's settings with a temporary output folder; skips nothing: no server, no run."""
+    """The environment's settings with a temporary output folder; stops the run without a server."""
     settings = load_settings(output_dir=tmp_path_factory.mktemp("output"))
     try:
         with connection(settings, with_database=False):

@@ -1,0 +1,543 @@
+"""Rows per second of the ways to insert CDR rows into `DP_CDR_Data`, side by side.
+
+Run as ``.venv/bin/python bench/ingest.py [--rows N] [--repeats K]``. Three methods insert
+the same simulator batches into the same table, at 1k and 10k rows per batch:
+
+- **stream path**: what the streaming runner does per batch, ``frame_to_rows`` then
+  ``write_batch`` (one transaction holding the batch-log row and multi-row INSERTs);
+- **LOAD DATA**: the batch written to a CSV file and loaded with ``LOAD DATA LOCAL INFILE``,
+  one transaction per batch: the ceiling of what the server ingests;
+- **pandas to_sql**: the seed project's ``DataFrame.to_sql`` over SQLAlchemy + PyMySQL.
+
+Every timed run starts from empty tables, methods alternate in rotating order, and each
+figure is the median over the repeats. After every run the table must hold exactly the rows
+inserted, with the NULL counts and sums of the frames, or the script exits non-zero. The
+work happens in a database of its own (``--database``), created at the start and dropped at
+the end. Progress goes to stderr; the last line of stdout is one JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as a script, this file's folder heads sys.path and this module (`ingest`) would shadow
+# the project's `ingest` package; the project root in front of it resolves the real one.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import argparse
+import json
+import math
+import re
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import mysql.connector
+import numpy as np
+import pandas as pd
+import pymysql
+import sqlalchemy
+from sqlalchemy.engine import URL, Engine
+
+from config.settings import Settings, load_settings
+from db.cdr import cdr_bounds, frame_to_rows
+from db.connection import Connection, connect, connection, transaction
+from db.errors import DatabaseError
+from db.ingest_log import Source, register_source, write_batch
+from db.migrate import init_database
+from db.schema import CDR_COLUMNS, DATE_COLUMN, LABEL_COLUMN, SUBSCRIBER_COLUMN, USAGE_COLUMNS
+from ingest.generator import GeneratorConfig, generate_cdr
+from ingest.simulator import BatchClock, build_batch
+
+BATCH_SIZES: tuple[int, ...] = (1_000, 10_000)
+KEY_BATCH_SIZE = 10_000
+TARGET_RATIO = 0.6
+DEFAULT_DATABASE = "cdrbench_ingest"
+CDR_TABLE = "DP_CDR_Data"
+
+STREAM = "stream"
+LOAD_DATA = "load_data"
+TO_SQL = "to_sql"
+TO_SQL_MULTI = "to_sql_multi"
+METHOD_LABELS: dict[str, str] = {
+    STREAM: "stream path (frame_to_rows + write_batch)",
+    LOAD_DATA: "LOAD DATA LOCAL INFILE (CSV written)",
+    TO_SQL: "pandas to_sql, method=None (seed)",
+    TO_SQL_MULTI: "pandas to_sql, method='multi'",
+}
+
+_CLOCK = BatchClock(mode="simulated", anchor=datetime(2024, 3, 1))
+_NOW = datetime(2024, 3, 1)
+_STREAM_SEED = 7
+_WARMUP_BATCHES = 2
+_WARMUP_SIZE = 1_000
+
+_SCHEMA_EXISTS = "SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s"
+# Child table first: `ingest_batches` references `ingest_sources`, which is kept.
+_TRUNCATE = ("TRUNCATE TABLE ingest_batches", f"TRUNCATE TABLE {CDR_TABLE}")
+_FINGERPRINT = (
+    "SELECT COUNT(*), MIN(DP_DATE), MAX(DP_DATE), COUNT(DISTINCT DP_MSISDN), "  # noqa: S608 - constant column names
+    + ", ".join(f"SUM({column} IS NULL)" for column in CDR_COLUMNS)
+    + ", "
+    + ", ".join(f"SUM({column})" for column in (*USAGE_COLUMNS, LABEL_COLUMN))
+    + f" FROM {CDR_TABLE}"
+)
+_LOAD_DATA = (
+    "LOAD DATA LOCAL INFILE '{path}' INTO TABLE DP_CDR_Data CHARACTER SET utf8mb4 "
+    "FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' "
+    f"({', '.join(CDR_COLUMNS)})"
+)
+# The path is spliced into the statement, so it must not be able to end the string literal.
+_SAFE_PATH = re.compile(r"^[A-Za-z0-9_./-]+$")
+_CSV_NULL = r"\N"
+_CSV_DATETIME = "%Y-%m-%d %H:%M:%S"
+
+
+class BenchError(Exception):
+    """The benchmark cannot run, or a method left the table in the wrong state."""
+
+
+@dataclass(frozen=True)
+class Run:
+    """One timed pass of one method over all batches of one size."""
+
+    method: str
+    batch_size: int
+    repeat: int
+    rows: int
+    seconds: float
+    # Stream path only: the part of ``seconds`` spent in ``frame_to_rows``.
+    convert_seconds: float | None = None
+
+    @property
+    def rows_per_second(self) -> float:
+        return self.rows / self.seconds
+
+
+@dataclass
+class Summary:
+    """The repeats of one method at one batch size."""
+
+    method: str
+    batch_size: int
+    rows: int
+    rows_per_second: list[float] = field(default_factory=list)
+    convert_share: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.rows_per_second)
+
+    @property
+    def spread(self) -> float:
+        """(max - min) / median of the repeats."""
+        return (max(self.rows_per_second) - min(self.rows_per_second)) / self.median
+
+
+Inserter = Callable[[Sequence[pd.DataFrame], int], float | None]
+
+
+def with_missing_values(base: pd.DataFrame, share: float, seed: int) -> pd.DataFrame:
+    """``base`` with a ``share`` of each usage column's values blanked, as in real exports.
+
+    The NULLs travel through the simulator into every batch, so each method's NULL handling
+    (``\\N`` in the CSV, None in parameters) is exercised and checked.
+    """
+    if share <= 0:
+        return base
+    rng = np.random.default_rng(seed)
+    blanked = base.copy()
+    for column in USAGE_COLUMNS:
+        missing = rng.random(len(blanked)) < share
+        blanked[column] = blanked[column].astype(float).mask(missing)
+    return blanked
+
+
+def build_frames(base: pd.DataFrame, batch_size: int, batches: int) -> list[pd.DataFrame]:
+    """The first ``batches`` batches of one simulated stream, ``batch_size`` rows each."""
+    return [
+        build_batch(base, index, batch_size, _STREAM_SEED, _CLOCK, _NOW) for index in range(batches)
+    ]
+
+
+def expected_fingerprint(frames: Sequence[pd.DataFrame]) -> tuple[Any, ...]:
+    """What `_FINGERPRINT` must return once ``frames`` are the table's only rows."""
+    rows = pd.concat(frames, ignore_index=True)
+    dates = pd.to_datetime(rows[DATE_COLUMN])
+    return (
+        len(rows),
+        dates.min().to_pydatetime(),
+        dates.max().to_pydatetime(),
+        int(rows[SUBSCRIBER_COLUMN].nunique()),
+        *(int(rows[column].isna().sum()) for column in CDR_COLUMNS),
+        *(float(rows[column].astype(float).sum()) for column in (*USAGE_COLUMNS, LABEL_COLUMN)),
+    )
+
+
+def same_fingerprint(actual: Sequence[Any], expected: Sequence[Any]) -> bool:
+    """Exact on counts and dates; sums of doubles may differ in the last bits by order."""
+    if len(actual) != len(expected):
+        return False
+    for got, want in zip(actual, expected, strict=True):
+        if isinstance(want, float):
+            if got is None or not math.isclose(float(got), want, rel_tol=1e-9, abs_tol=1e-6):
+                return False
+        elif got != want:
+            return False
+    return True
+
+
+def stream_inserter(conn: Connection, settings: Settings) -> Inserter:
+    """The streaming runner's per-batch path; returns the seconds spent in ``frame_to_rows``."""
+
+    def insert(frames: Sequence[pd.DataFrame], batch_size: int) -> float:
+        source_id = f"bench-{batch_size}"
+        convert = 0.0
+        for batch_no, frame in enumerate(frames):
+            started = time.perf_counter()
+            rows = frame_to_rows(frame)
+            convert += time.perf_counter() - started
+            if not write_batch(conn, source_id, batch_no, rows, settings.insert_chunk_rows):
+                raise BenchError(f"{source_id}: batch {batch_no} was already logged")
+        return convert
+
+    return insert
+
+
+def load_data_inserter(conn: Connection, workdir: Path) -> Inserter:
+    """Each batch written to a CSV file and loaded with LOAD DATA LOCAL INFILE, committed."""
+    path = workdir / "batch.csv"
+    if not _SAFE_PATH.match(str(path)):
+        raise BenchError(f"temporary path {path} has characters unsafe in a SQL literal")
+    # A file name cannot be a bound parameter of LOAD DATA. The path is one we created
+    # ourselves (mkdtemp + a constant name) and was checked against _SAFE_PATH above.
+    statement = _LOAD_DATA.format(path=path)
+
+    def insert(frames: Sequence[pd.DataFrame], batch_size: int) -> None:
+        for batch_no, frame in enumerate(frames):
+            frame.to_csv(
+                path,
+                header=False,
+                index=False,
+                na_rep=_CSV_NULL,
+                date_format=_CSV_DATETIME,
+                lineterminator="\n",
+            )
+            with transaction(conn) as cursor:
+                cursor.execute(statement)
+                if cursor.rowcount != len(frame) or cursor.warning_count:
+                    raise BenchError(
+                        f"LOAD DATA of batch {batch_no} ({batch_size} rows) loaded "
+                        f"{cursor.rowcount} rows with {cursor.warning_count} warnings"
+                    )
+
+    return insert
+
+
+def to_sql_inserter(engine: Engine, method: str | None) -> Inserter:
+    """The seed's insert: one ``DataFrame.to_sql`` call (one transaction) per batch."""
+
+    def insert(frames: Sequence[pd.DataFrame], batch_size: int) -> None:
+        for frame in frames:
+            frame.to_sql(CDR_TABLE, engine, if_exists="append", index=False, method=method)
+
+    return insert
+
+
+def seed_engine(settings: Settings) -> Engine:
+    """A SQLAlchemy engine over PyMySQL for the bench database, as the seed connected."""
+    url = URL.create(
+        "mysql+pymysql",
+        username=settings.db_user,
+        password=settings.db_password.get_secret_value(),
+        host=settings.db_host,
+        port=settings.db_port,
+        database=settings.db_name,
+        query={"charset": "utf8mb4"},
+    )
+    return sqlalchemy.create_engine(url)
+
+
+def empty_tables(conn: Connection) -> None:
+    """Start a run from an empty CDR table and batch log (and fresh AUTO_INCREMENT)."""
+    with transaction(conn) as cursor:
+        for statement in _TRUNCATE:
+            cursor.execute(statement)
+
+
+def fingerprint(conn: Connection) -> tuple[Any, ...]:
+    """Row count, date range, subscribers, NULLs per column and sums of the CDR table."""
+    with transaction(conn) as cursor:
+        cursor.execute(_FINGERPRINT)
+        row = cursor.fetchone()
+    return tuple(
+        value.replace(microsecond=0) if isinstance(value, datetime) else value for value in row
+    )
+
+
+def timed_run(
+    conn: Connection,
+    method: str,
+    inserter: Inserter,
+    frames: Sequence[pd.DataFrame],
+    expected: tuple[Any, ...],
+    repeat: int,
+) -> Run:
+    """Empty the tables, insert ``frames`` with ``inserter`` under the clock, and verify.
+
+    Raises:
+        BenchError: the table did not grow by exactly the rows inserted, or its contents
+            differ from the frames.
+    """
+    batch_size = len(frames[0])
+    rows = sum(len(frame) for frame in frames)
+    empty_tables(conn)
+    _, _, before = cdr_bounds(conn)
+    started = time.perf_counter()
+    convert = inserter(frames, batch_size)
+    seconds = time.perf_counter() - started
+    _, _, after = cdr_bounds(conn)
+    if after - before != rows:
+        raise BenchError(
+            f"{method} at {batch_size} rows/batch: table grew by {after - before} rows, "
+            f"expected {rows}"
+        )
+    actual = fingerprint(conn)
+    if not same_fingerprint(actual, expected):
+        raise BenchError(
+            f"{method} at {batch_size} rows/batch: stored rows differ from the frames: "
+            f"{actual} != {expected}"
+        )
+    return Run(method, batch_size, repeat, rows, seconds, convert)
+
+
+def summarise(runs: Sequence[Run]) -> dict[tuple[str, int], Summary]:
+    """Group runs by (method, batch size)."""
+    summaries: dict[tuple[str, int], Summary] = {}
+    for run in runs:
+        summary = summaries.setdefault(
+            (run.method, run.batch_size), Summary(run.method, run.batch_size, run.rows)
+        )
+        summary.rows_per_second.append(run.rows_per_second)
+        if run.convert_seconds is not None:
+            summary.convert_share.append(run.convert_seconds / run.seconds)
+    return summaries
+
+
+def ratio_to_load_data(summaries: dict[tuple[str, int], Summary], method: str, size: int) -> float:
+    """Median rows/s of ``method`` over that of LOAD DATA at the same batch size."""
+    return summaries[(method, size)].median / summaries[(LOAD_DATA, size)].median
+
+
+def report_table(summaries: dict[tuple[str, int], Summary], methods: Sequence[str]) -> str:
+    """A readable table: method, batch size, median rows/s, spread, ratio to LOAD DATA."""
+    header = f"{'method':<44} {'batch':>7} {'rows/s':>10} {'spread':>7} {'x LOAD DATA':>12}"
+    lines = [header, "-" * len(header)]
+    for size in BATCH_SIZES:
+        for method in methods:
+            summary = summaries[(method, size)]
+            lines.append(
+                f"{METHOD_LABELS[method]:<44} {size:>7,} {summary.median:>10,.0f} "
+                f"{summary.spread:>6.0%} {ratio_to_load_data(summaries, method, size):>11.2f}x"
+            )
+        stream = summaries[(STREAM, size)]
+        lines.append(
+            f"{'  of which frame_to_rows (stream path)':<44} {size:>7,} "
+            f"{'':>10} {'':>7} {statistics.median(stream.convert_share):>11.0%} of time"
+        )
+    return "\n".join(lines)
+
+
+def figures(
+    summaries: dict[tuple[str, int], Summary],
+    methods: Sequence[str],
+    args: argparse.Namespace,
+    environment: dict[str, Any],
+) -> dict[str, Any]:
+    """Every figure of the run, for the closing JSON line."""
+    results = []
+    for size in BATCH_SIZES:
+        for method in methods:
+            summary = summaries[(method, size)]
+            entry: dict[str, Any] = {
+                "method": method,
+                "batch_size": size,
+                "rows": summary.rows,
+                "rows_per_s_median": round(summary.median, 1),
+                "rows_per_s_repeats": [round(value, 1) for value in summary.rows_per_second],
+                "spread": round(summary.spread, 4),
+                "ratio_to_load_data": round(ratio_to_load_data(summaries, method, size), 4),
+            }
+            if summary.convert_share:
+                entry["frame_to_rows_share"] = round(statistics.median(summary.convert_share), 4)
+            results.append(entry)
+    key = ratio_to_load_data(summaries, STREAM, KEY_BATCH_SIZE)
+    return {
+        "benchmark": "bench/ingest.py",
+        "rows_requested": args.rows,
+        "repeats": args.repeats,
+        "null_share": args.null_share,
+        "insert_chunk_rows": environment.pop("insert_chunk_rows"),
+        "results": results,
+        "stream_vs_load_data_10k": round(key, 4),
+        "target_ratio": TARGET_RATIO,
+        "meets_target": key >= TARGET_RATIO,
+        **environment,
+    }
+
+
+def progress(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--rows", type=_positive_int, default=100_000, help="rows per method and batch size"
+    )
+    parser.add_argument("--repeats", type=_positive_int, default=3, help="timed repeats")
+    parser.add_argument(
+        "--null-share",
+        type=float,
+        default=0.001,
+        help="share of usage values left NULL in the subscriber base (default 0.001)",
+    )
+    parser.add_argument(
+        "--skip-multi", action="store_true", help="leave out to_sql(method='multi')"
+    )
+    parser.add_argument(
+        "--database", default=DEFAULT_DATABASE, help="scratch database, created and dropped"
+    )
+    return parser.parse_args(argv)
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not a positive whole number")
+    return value
+
+
+def create_database(settings: Settings) -> None:
+    """Create and migrate ``DB_NAME``, refusing one that exists: it may not be ours to drop."""
+    with connection(settings, with_database=False) as conn, transaction(conn) as cursor:
+        cursor.execute(_SCHEMA_EXISTS, (settings.db_name,))
+        exists = cursor.fetchone() is not None
+    if exists:
+        raise BenchError(
+            f"database {settings.db_name} exists already; drop it or pass another --database"
+        )
+    init_database(settings)
+
+
+def drop_database(settings: Settings) -> None:
+    """Drop the benchmark's own database."""
+    with connection(settings, with_database=False) as conn, transaction(conn) as cursor:
+        # Identifiers cannot be bound; DB_NAME is restricted to [A-Za-z0-9_] by the settings.
+        cursor.execute(f"DROP DATABASE IF EXISTS `{settings.db_name}`")
+
+
+def benchmark(settings: Settings, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    """Run every method at every batch size ``args.repeats`` times; return the figures."""
+    progress("generating the subscriber base and the batches ...")
+    base = with_missing_values(generate_cdr(GeneratorConfig(days=7)), args.null_share, seed=1)
+    frames = {size: build_frames(base, size, max(1, args.rows // size)) for size in BATCH_SIZES}
+    expected = {size: expected_fingerprint(batch) for size, batch in frames.items()}
+    warmup = build_frames(base, _WARMUP_SIZE, _WARMUP_BATCHES)
+
+    methods = [STREAM, LOAD_DATA, TO_SQL] + ([] if args.skip_multi else [TO_SQL_MULTI])
+    stream_conn = connect(settings)
+    load_conn = connect(settings, allow_local_infile=True)
+    engine = seed_engine(settings)
+    try:
+        for size in {*BATCH_SIZES, _WARMUP_SIZE}:
+            register_source(
+                stream_conn,
+                Source(
+                    source_id=f"bench-{size}",
+                    kind="stream",
+                    description=f"bench/ingest.py, {size} rows per batch",
+                    params={"batch_size": size},
+                    total_batches=len(frames.get(size, warmup)),
+                ),
+            )
+        inserters: dict[str, Inserter] = {
+            STREAM: stream_inserter(stream_conn, settings),
+            LOAD_DATA: load_data_inserter(load_conn, workdir),
+            TO_SQL: to_sql_inserter(engine, None),
+            TO_SQL_MULTI: to_sql_inserter(engine, "multi"),
+        }
+        warm_expected = expected_fingerprint(warmup)
+        for method in methods:
+            timed_run(stream_conn, method, inserters[method], warmup, warm_expected, repeat=-1)
+        progress(f"warmed up {len(methods)} methods; timing {args.repeats} repeats")
+
+        runs: list[Run] = []
+        for repeat in range(args.repeats):
+            # Rotating the order keeps any drift (buffer pool, purge, caches) off one method.
+            order = methods[repeat % len(methods) :] + methods[: repeat % len(methods)]
+            for size in BATCH_SIZES:
+                for method in order:
+                    run = timed_run(
+                        stream_conn, method, inserters[method], frames[size], expected[size], repeat
+                    )
+                    runs.append(run)
+                    progress(
+                        f"  repeat {repeat + 1}/{args.repeats} {size:>6,}/batch {method:<13} "
+                        f"{run.seconds:6.2f} s {run.rows_per_second:>10,.0f} rows/s"
+                    )
+        environment = {
+            "insert_chunk_rows": settings.insert_chunk_rows,
+            "mysql_connector_version": mysql.connector.__version__,
+            "mysql_connector_c_extension_available": bool(mysql.connector.HAVE_CEXT),
+            "mysql_connector_c_extension_in_use": type(stream_conn).__name__ == "CMySQLConnection",
+            "server_version": stream_conn.get_server_info(),
+            "pandas_version": pd.__version__,
+            "sqlalchemy_version": sqlalchemy.__version__,
+            "pymysql_version": pymysql.__version__,
+        }
+    finally:
+        engine.dispose()
+        stream_conn.close()
+        load_conn.close()
+
+    summaries = summarise(runs)
+    print(report_table(summaries, methods))
+    result = figures(summaries, methods, args, environment)
+    print(
+        f"\nstream path at {KEY_BATCH_SIZE // 1000}k rows/batch = "
+        f"{result['stream_vs_load_data_10k']:.2f}x LOAD DATA (target >= {TARGET_RATIO}x)"
+    )
+    return result
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point: 0 when every method stored exactly its rows, 1 otherwise."""
+    args = parse_args(argv)
+    try:
+        settings = load_settings(db_name=args.database)
+        create_database(settings)
+    except (BenchError, DatabaseError) as exc:
+        progress(f"bench/ingest.py: {exc}")
+        return 1
+    workdir = Path(tempfile.mkdtemp(prefix="cdrbench_"))
+    try:
+        result = benchmark(settings, args, workdir)
+    except (BenchError, DatabaseError) as exc:
+        progress(f"bench/ingest.py: {exc}")
+        return 1
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+        drop_database(settings)
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,93 @@
+"""A small client of the streaming simulator's API: start a stream and follow it to its end."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+FINAL_STATES = frozenset({"completed", "stopped", "failed"})
+
+
+class ClientError(RuntimeError):
+    """The API answered with an error or could not be reached."""
+
+
+def call(base_url: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    """Send one request and return the decoded JSON answer.
+
+    Raises:
+        ClientError: with the API's own error message on a 4xx/5xx, or when unreachable.
+    """
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(
+        base_url.rstrip("/") + path,
+        data=data,
+        method=method,
+        headers={"Content-Type": "application/json"} if data is not None else {},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        try:
+            message = json.loads(exc.read()).get("error", exc.reason)
+        except (ValueError, AttributeError):
+            message = exc.reason
+        raise ClientError(f"{method} {path}: {exc.code} {message}") from exc
+    except urllib.error.URLError as exc:
+        raise ClientError(f"{base_url} is unreachable: {exc.reason}") from exc
+
+
+def wait_until_healthy(base_url: str, timeout: float) -> None:
+    """Poll `GET /health` until it answers 200, or raise :class:`ClientError`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            call(base_url, "GET", "/health")
+            return
+        except ClientError as exc:
+            if time.monotonic() > deadline:
+                raise ClientError(f"{base_url} not healthy after {timeout:.0f} s: {exc}") from exc
+            time.sleep(0.3)
+
+
+def run_stream(
+    base_url: str,
+    request: dict[str, Any],
+    on_progress: Callable[[dict[str, Any]], None],
+    poll_seconds: float = 0.5,
+) -> dict[str, Any]:
+    """Start a stream and poll its status until it ends; return the final status."""
+    started = call(base_url, "POST", "/start_stream", request)
+    stream_id = started["stream_id"]
+    last_seen: tuple[Any, ...] = ()
+    while True:
+        status = call(base_url, "GET", "/stream_status")
+        if status.get("stream_id") != stream_id:
+            raise ClientError(f"stream {stream_id} was replaced by {status.get('stream_id')}")
+        seen = (status["state"], status["batches_done"], status["last_error"])
+        if seen != last_seen:
+            on_progress(status)
+            last_seen = seen
+        if status["state"] in FINAL_STATES:
+            return dict(status)
+        time.sleep(poll_seconds)
+
+
+def describe_progress(status: dict[str, Any]) -> str:
+    """One line for a progress update."""
+    line = (
+        f"[{status['stream_id']}] {status['state']}: batch {status['batches_done']}"
+        f"/{status['batches_total']}, {status['rows_done']} rows"
+    )
+    if status.get("insert_rows_per_second"):
+        line += f", {status['insert_rows_per_second']:,.0f} rows/s inserting"
+    if status.get("batches_skipped"):
+        line += f", {status['batches_skipped']} batch(es) already written"
+    if status.get("last_error"):
+        line += f" (last error: {status['last_error']})"
+    return line
