@@ -1,0 +1,1 @@
+"""The one settings object and the validated JSON run configurations."""

@@ -1,0 +1,1 @@
+"""Database layer: migrations, connections and every SQL statement of the project."""

@@ -16,10 +16,11 @@ INSERT_CDR = (
     f"INSERT INTO DP_CDR_Data ({_COLUMN_LIST}) "  # noqa: S608 - constant column names
     f"VALUES ({', '.join(['%s'] * len(CDR_COLUMNS))})"
 )
+_INSERT_CDR_PREFIX = INSERT_CDR.split(" VALUES ")[0].encode() + b" VALUES "
 _SELECT_BOUNDS = "SELECT MIN(DP_DATE), MAX(DP_DATE), COUNT(*) FROM DP_CDR_Data"
 _SELECT_RECENT = (
     f"SELECT {_COLUMN_LIST} FROM DP_CDR_Data "  # noqa: S608 - constant column names
-    "WHERE DP_DATE > %s ORDER BY id DESC LIMIT %s"
+    "WHERE DP_DATE > %s AND DP_DATE <= %s ORDER BY id DESC LIMIT %s"
 )
 _COUNT_RANGE = "SELECT COUNT(*) FROM DP_CDR_Data WHERE DP_DATE >= %s AND DP_DATE < %s"
 SUMMARY_COLUMNS = (
@@ -49,14 +50,23 @@ def frame_to_rows(frame: pd.DataFrame) -> list[Row]:
     return list(zip(*columns, strict=True))
 
 
-def insert_cdr_rows(cursor: Cursor, rows: Sequence[Row], chunk_rows: int) -> None:
+def insert_cdr_rows(conn: Connection, cursor: Cursor, rows: Sequence[Row], chunk_rows: int) -> None:
     """Insert ``rows`` with multi-row statements of at most ``chunk_rows`` rows each.
 
     The caller owns the transaction. Chunking keeps one statement under the server's
     `max_allowed_packet` whatever the batch size.
     """
+    # With the C extension, bind each row with the driver's own converter (the call
+    # `executemany` makes) and join the rows directly: `executemany` then runs a regex
+    # substitution per parameter, which measured ~45% of the insert time at 10k rows.
+    prepare = getattr(conn, "prepare_for_mysql", None)
     for start in range(0, len(rows), chunk_rows):
-        cursor.executemany(INSERT_CDR, rows[start : start + chunk_rows])
+        chunk = rows[start : start + chunk_rows]
+        if prepare is None:
+            cursor.executemany(INSERT_CDR, chunk)
+            continue
+        values = b",".join(b"(" + b",".join(prepare(row)) + b")" for row in chunk)
+        cursor.execute(_INSERT_CDR_PREFIX + values)
 
 
 def cdr_bounds(conn: Connection) -> tuple[datetime | None, datetime | None, int]:
@@ -83,11 +93,11 @@ def count_cdr_rows(conn: Connection, start: datetime, end: datetime) -> int:
     return int(count)
 
 
-def recent_cdr(conn: Connection, after: datetime, limit: int) -> pd.DataFrame:
-    """The newest rows (at most ``limit``) dated after ``after``, in `CDR_COLUMNS`."""
+def recent_cdr(conn: Connection, after: datetime, until: datetime, limit: int) -> pd.DataFrame:
+    """The newest rows (at most ``limit``) with ``after < DP_DATE <= until``, in `CDR_COLUMNS`."""
     cursor: Cursor = conn.cursor()
     try:
-        cursor.execute(_SELECT_RECENT, (after, limit))
+        cursor.execute(_SELECT_RECENT, (after, until, limit))
         rows = cursor.fetchall()
     finally:
         cursor.close()

@@ -74,12 +74,13 @@ def transaction(conn: Connection) -> Iterator[Cursor]:
         yield cursor
         conn.commit()
     except BaseException:
-        # If the connection is gone the server rolls the transaction back itself.
-        with suppress(mysql_errors.Error):
+        # If the connection is gone the server rolls the transaction back itself; the
+        # rollback's own error must not hide the one that got us here.
+        with suppress(Exception):
             conn.rollback()
         raise
     finally:
-        with suppress(mysql_errors.Error):
+        with suppress(Exception):
             cursor.close()
 
 

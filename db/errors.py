@@ -4,6 +4,20 @@ from __future__ import annotations
 
 import mysql.connector.errors as mysql_errors
 
+try:  # the C extension raises its own exception types from commit() and rollback()
+    from _mysql_connector import MySQLError as _CextError
+    from _mysql_connector import MySQLInterfaceError as _CextInterfaceError
+
+    _DRIVER_ERRORS: tuple[type[BaseException], ...] = (mysql_errors.Error, _CextError)
+    _CONNECTION_ERRORS: tuple[type[BaseException], ...] = (
+        mysql_errors.InterfaceError,
+        mysql_errors.OperationalError,
+        _CextInterfaceError,
+    )
+except ImportError:
+    _DRIVER_ERRORS = (mysql_errors.Error,)
+    _CONNECTION_ERRORS = (mysql_errors.InterfaceError, mysql_errors.OperationalError)
+
 
 class DatabaseError(Exception):
     """A database operation failed; the message is safe to show to a user."""
@@ -27,11 +41,11 @@ def is_transient(exc: BaseException) -> bool:
     """Whether ``exc`` is a lost or refused connection rather than a bad request."""
     if isinstance(exc, DatabaseUnavailable):
         return True
-    if isinstance(exc, mysql_errors.Error):
-        if exc.errno in _TRANSIENT_ERRNOS:
+    if isinstance(exc, _DRIVER_ERRORS):
+        errno = getattr(exc, "errno", None)
+        if errno in _TRANSIENT_ERRNOS:
             return True
-        # errno-less interface errors come from a socket that broke under the client
-        return exc.errno is None and isinstance(
-            exc, mysql_errors.InterfaceError | mysql_errors.OperationalError
-        )
+        # A connection that is already gone is reported without a server errno
+        # (None, or -1 for "MySQL Connection not available").
+        return errno in (None, -1) and isinstance(exc, _CONNECTION_ERRORS)
     return isinstance(exc, ConnectionError)

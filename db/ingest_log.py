@@ -124,5 +124,5 @@ def write_batch(
             if exc.errno == _DUPLICATE_KEY:
                 return False
             raise
-        insert_cdr_rows(cursor, rows, chunk_rows)
+        insert_cdr_rows(conn, cursor, rows, chunk_rows)
     return True

@@ -1,0 +1,1 @@
+"""Exploratory analysis of the CDRs over config/query_params.json (next stage)."""

@@ -1,0 +1,1 @@
+"""Ingestion stage: synthetic CDR generator, seeding, and the Flask streaming simulator."""

@@ -5,9 +5,10 @@ from __future__ import annotations
 import logging
 from typing import Any, Literal
 
-from flask import Blueprint, Response, current_app, jsonify, request
+from flask import Blueprint, Flask, Response, current_app, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from werkzeug.exceptions import HTTPException
 
 from config.settings import Settings
 from db.connection import ping
@@ -66,7 +67,7 @@ def parse_start_request(body: Any, settings: Settings) -> StartStreamRequest:
         RequestError: with status 400 and one entry per bad field.
     """
     if not isinstance(body, dict):
-        raise RequestError(400, "the request body must be a JSON object")
+        raise _body_error("the request body must be a JSON object")
     try:
         parsed = StartStreamRequest.model_validate(body)
     except ValidationError as exc:
@@ -93,6 +94,10 @@ def parse_start_request(body: Any, settings: Settings) -> StartStreamRequest:
     return parsed
 
 
+def _body_error(message: str) -> RequestError:
+    return RequestError(400, message, [{"field": "(body)", "message": message}])
+
+
 def _plain(error: Any) -> str:
     if error["type"] == "extra_forbidden":
         return "is not a recognised field"
@@ -108,9 +113,12 @@ def _summary(errors: list[dict[str, str]]) -> str:
 
 @stream_bp.post("/start_stream")
 def start_stream() -> tuple[Response, int]:
-    body = request.get_json(silent=True)
+    try:
+        body = request.get_json(silent=True)
+    except RecursionError:  # silent=True swallows only ValueError
+        raise _body_error("the request body is nested too deeply") from None
     if body is None:
-        raise RequestError(400, "the request body must be JSON (Content-Type: application/json)")
+        raise _body_error("the request body must be JSON (Content-Type: application/json)")
     spec = parse_start_request(body, _settings())
     try:
         runner = _streams().start(
@@ -169,27 +177,26 @@ def metrics() -> Response:
     return Response(payload, mimetype=CONTENT_TYPE_LATEST)
 
 
-def register_error_handlers(blueprint_owner: Any) -> None:
+def register_error_handlers(app: Flask) -> None:
     """JSON errors for client mistakes; internal errors never expose their text."""
-    from werkzeug.exceptions import HTTPException
 
-    @blueprint_owner.errorhandler(RequestError)
+    @app.errorhandler(RequestError)
     def _request_error(exc: RequestError) -> tuple[Response, int]:
         body: dict[str, Any] = {"error": exc.message}
         if exc.errors:
             body["errors"] = exc.errors
         return jsonify(body), exc.status
 
-    @blueprint_owner.errorhandler(DatabaseUnavailable)
+    @app.errorhandler(DatabaseUnavailable)
     def _unavailable(exc: DatabaseUnavailable) -> tuple[Response, int]:
         log.warning("database unavailable: %s", exc)
         return jsonify({"error": "the database is unavailable; try again shortly"}), 503
 
-    @blueprint_owner.errorhandler(HTTPException)
+    @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> tuple[Response, int]:
         return jsonify({"error": exc.description or exc.name}), exc.code or 500
 
-    @blueprint_owner.errorhandler(Exception)
+    @app.errorhandler(Exception)
     def _internal(exc: Exception) -> tuple[Response, int]:
         log.exception("unhandled error")
         return jsonify({"error": "internal error; see the server log"}), 500

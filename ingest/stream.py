@@ -126,6 +126,7 @@ class StreamRunner:
         self._connect = connect_db
         self._done = dict(already_done or {})
         self._stop = threading.Event()
+        self._end_recorded = threading.Event()
         self._lock = threading.Lock()
         self.progress = StreamProgress()
         self._thread = threading.Thread(
@@ -223,6 +224,7 @@ class StreamRunner:
         """Write one batch, retrying through outages; return the connection and success."""
         backoff = self._settings.stream_retry_initial_backoff
         deadline = time.monotonic() + self._settings.stream_retry_max_seconds
+        failed_before = False
         while True:
             try:
                 if conn is None:
@@ -237,6 +239,7 @@ class StreamRunner:
                 )
                 seconds = time.perf_counter() - started
             except Exception as exc:
+                failed_before = True
                 transient = is_transient(exc)
                 self._metrics.errors.labels("outage" if transient else "error").inc()
                 with self._lock:
@@ -263,18 +266,23 @@ class StreamRunner:
                     return None, False
                 backoff = min(backoff * 2, self._settings.stream_retry_max_backoff)
                 continue
+            # Found committed after our own failed attempt: that attempt's commit went
+            # through and only its acknowledgement was lost, so these rows are ours.
+            ours = inserted or failed_before
             with self._lock:
                 if self.progress.state == "retrying":
                     self.progress.state = "running"
                 self.progress.batches_done += 1
-                if inserted:
+                if ours:
                     self.progress.rows_done += len(rows)
-                    self.progress.insert_seconds += seconds
                 else:
                     self.progress.batches_skipped += 1
-            if inserted:
+                if inserted:
+                    self.progress.insert_seconds += seconds
+            if ours:
                 self._metrics.rows.inc(len(rows))
                 self._metrics.batches.inc()
+            if inserted:
                 self._metrics.insert_latency.observe(seconds)
             return conn, True
 
@@ -283,19 +291,42 @@ class StreamRunner:
             self.progress.state = final
             self.progress.current_batch = None
             self.progress.finished_at = datetime.now()
-            error = self.progress.last_error if final == "failed" else None
         self._metrics.running.set(0)
-        try:
-            conn = conn or self._connect()
-            set_source_state(conn, self.spec.stream_id, final, self.spec.num_batches, error)
-        except Exception as exc:
-            log.warning(
-                "stream %s: could not record its end (%s): %s", self.spec.stream_id, final, exc
-            )
-        finally:
-            if conn is not None:
-                _close_quietly(conn)
         log.info("stream %s %s", self.spec.stream_id, final)
+        # The outage that failed a stream may still be on: keep trying to record its end
+        # for a while (the manager records it too, at the next start, if we give up).
+        backoff = self._settings.stream_retry_initial_backoff
+        deadline = time.monotonic() + max(self._settings.stream_retry_max_seconds, 60.0)
+        while True:
+            try:
+                conn = conn or self._connect()
+                self.record_end(conn)
+                break
+            except Exception as exc:
+                if conn is not None:
+                    _close_quietly(conn)
+                    conn = None
+                if not is_transient(exc) or time.monotonic() + backoff > deadline:
+                    log.warning("stream %s: could not record its end: %s", self.spec.stream_id, exc)
+                    break
+                time.sleep(backoff)
+                backoff = min(backoff * 2, self._settings.stream_retry_max_backoff)
+        if conn is not None:
+            _close_quietly(conn)
+
+    @property
+    def end_recorded(self) -> bool:
+        return self._end_recorded.is_set()
+
+    def record_end(self, conn: Connection) -> None:
+        """Write the stream's final state (and its error, if it failed) to `ingest_sources`."""
+        with self._lock:
+            state = self.progress.state
+            error = self.progress.last_error if state == "failed" else None
+        if state not in _FINAL_STATES:
+            raise StreamError(f"stream {self.spec.stream_id} has not ended")
+        set_source_state(conn, self.spec.stream_id, state, self.spec.num_batches, error)  # type: ignore[arg-type]
+        self._end_recorded.set()
 
 
 class StreamManager:
@@ -335,6 +366,9 @@ class StreamManager:
             seed = seed if seed is not None else secrets.randbelow(2**31)
             conn = self._connect()
             try:
+                previous = self._runner
+                if previous is not None and not previous.end_recorded:
+                    previous.record_end(conn)
                 runner = self._prepare(
                     conn,
                     StreamSpec(batch_size, num_batches, interval, seed, clock, scenario, stream_id),
@@ -350,6 +384,9 @@ class StreamManager:
         if latest is None:
             raise StreamConflict("DP_CDR_Data is empty: seed it first (python -m ingest seed)")
         params = {
+            # The history a stream samples from ends here, also when it is resumed after
+            # its own batches were written.
+            "base_until": latest.isoformat(),
             "batch_size": spec.batch_size,
             "num_batches": spec.num_batches,
             "interval": spec.interval,
@@ -385,8 +422,13 @@ class StreamManager:
         done = committed_batches(conn, spec.stream_id)
         if stored.state != "running":
             set_source_state(conn, spec.stream_id, "running", spec.num_batches)
-        base_after = latest - timedelta(days=self.settings.stream_base_days)
-        base = recent_cdr(conn, base_after, self.settings.stream_base_max_rows)
+        base_until = datetime.fromisoformat(original.get("base_until", latest.isoformat()))
+        base = recent_cdr(
+            conn,
+            base_until - timedelta(days=self.settings.stream_base_days),
+            base_until,
+            self.settings.stream_base_max_rows,
+        )
         anchor = stored.anchor_date or latest
         return StreamRunner(
             spec,

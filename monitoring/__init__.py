@@ -1,0 +1,1 @@
+"""NannyML performance estimation, drift detection and the monitoring service (later stage)."""

@@ -1,0 +1,1 @@
+"""PySpark analysis, model and scoring jobs (next stage)."""

@@ -43,7 +43,7 @@ def loaded(db_settings: Settings) -> Settings:
     )
     frame["DP_MOC_COUNT"] = frame["DP_MOC_COUNT"].astype("Int64")
     with connection(db_settings) as conn, transaction(conn) as cursor:
-        insert_cdr_rows(cursor, frame_to_rows(frame), chunk_rows=2)
+        insert_cdr_rows(conn, cursor, frame_to_rows(frame), chunk_rows=2)
     return db_settings
 
 
@@ -79,7 +79,7 @@ def test_summary_follows_new_rows(loaded: Settings) -> None:
         daily_summary(conn, date(2024, 1, 1))
         extra = pd.DataFrame([_row("2024-01-04 13:00", "d", 5, 1.0, 1, 1.0)])
         with transaction(conn) as cursor:
-            insert_cdr_rows(cursor, frame_to_rows(extra), chunk_rows=10)
+            insert_cdr_rows(conn, cursor, frame_to_rows(extra), chunk_rows=10)
         again = daily_summary(conn, date(2024, 1, 1))
     assert again.iloc[-1].outgoing_calls == 6 and again.iloc[-1].cdr_rows == 2
 

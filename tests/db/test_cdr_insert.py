@@ -1,0 +1,62 @@
+"""The bulk insert path stores exactly what the driver's plain executemany stores."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import mysql.connector
+import pytest
+
+from config.settings import Settings
+from db.cdr import frame_to_rows, insert_cdr_rows
+from db.connection import connect, transaction
+from db.schema import CDR_COLUMNS
+
+ROWS = [
+    (datetime(2024, 1, 1, 0, 0, 1), "27710000001", 3, 5.5, 2, 4.0, 1, 0, 4, 120.25, 0),
+    (datetime(2024, 1, 2, 23, 59, 59), "it's\\odd\"", 0, 0.0, None, None, 0, 3, 0, 0.0, 1),
+    (datetime(2024, 1, 3), "+27 71 000", None, 1e-2, 4294967295, 1e9, None, None, 1, 3.3, None),
+]
+
+
+def _stored(settings: Settings) -> list[tuple[object, ...]]:
+    conn = connect(settings)
+    try:
+        with transaction(conn) as cursor:
+            cursor.execute(f"SELECT {', '.join(CDR_COLUMNS)} FROM DP_CDR_Data ORDER BY id")
+            return list(cursor.fetchall())
+    finally:
+        conn.close()
+
+
+@pytest.mark.skipif(not mysql.connector.HAVE_CEXT, reason="the fast path needs the C extension")
+def test_fast_path_matches_executemany(db_settings: Settings) -> None:
+    fast = connect(db_settings)
+    assert hasattr(fast, "prepare_for_mysql")
+    with transaction(fast) as cursor:
+        insert_cdr_rows(fast, cursor, ROWS, chunk_rows=2)
+    fast.close()
+    via_fast = _stored(db_settings)
+
+    with transaction(plain := connect(db_settings)) as cursor:
+        cursor.execute("TRUNCATE TABLE DP_CDR_Data")
+    plain.close()
+    pure = connect(db_settings, use_pure=True)
+    assert not hasattr(pure, "prepare_for_mysql")  # so insert_cdr_rows uses executemany
+    with transaction(pure) as cursor:
+        insert_cdr_rows(pure, cursor, ROWS, chunk_rows=2)
+    pure.close()
+
+    assert via_fast == _stored(db_settings)
+    assert [tuple(row) for row in via_fast] == [tuple(r) for r in ROWS]
+
+
+def test_frame_to_rows_gives_plain_values() -> None:
+    import pandas as pd
+
+    frame = pd.DataFrame(ROWS, columns=list(CDR_COLUMNS))
+    frame["DP_MTC_COUNT"] = frame["DP_MTC_COUNT"].astype("Int64")
+    rows = frame_to_rows(frame)
+    assert rows[1][4] is None and rows[2][4] == 4294967295
+    assert isinstance(rows[0][0], datetime) and rows[0][0] == ROWS[0][0]
+    assert rows[2][10] is None and rows[0][10] == 0
