@@ -41,7 +41,7 @@ def frame_to_rows(frame: pd.DataFrame) -> list[Row]:
     for name in CDR_COLUMNS:
         series = frame[name]
         if name == DATE_COLUMN:
-            values = list(pd.to_datetime(series).dt.to_pydatetime())
+            values = [stamp.to_pydatetime() for stamp in pd.to_datetime(series)]
         elif series.hasnans:
             values = series.astype(object).where(series.notna(), None).tolist()
         else:
