@@ -1,0 +1,1 @@
+"""Benchmarks: each script prints its figures side by side and ends with one JSON line."""
