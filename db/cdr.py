@@ -41,7 +41,8 @@ def frame_to_rows(frame: pd.DataFrame) -> list[Row]:
     for name in CDR_COLUMNS:
         series = frame[name]
         if name == DATE_COLUMN:
-            values = [stamp.to_pydatetime() for stamp in pd.to_datetime(series)]
+            # numpy turns microsecond datetime64 into datetime.datetime in C
+            values = pd.to_datetime(series).to_numpy(dtype="datetime64[us]").astype(object).tolist()
         elif series.hasnans:
             values = series.astype(object).where(series.notna(), None).tolist()
         else:

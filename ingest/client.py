@@ -80,14 +80,15 @@ def run_stream(
 
 def describe_progress(status: dict[str, Any]) -> str:
     """One line for a progress update."""
+    written = status["batches_done"] + status.get("batches_skipped", 0)
     line = (
-        f"[{status['stream_id']}] {status['state']}: batch {status['batches_done']}"
+        f"[{status['stream_id']}] {status['state']}: batch {written}"
         f"/{status['batches_total']}, {status['rows_done']} rows"
     )
     if status.get("insert_rows_per_second"):
         line += f", {status['insert_rows_per_second']:,.0f} rows/s inserting"
     if status.get("batches_skipped"):
-        line += f", {status['batches_skipped']} batch(es) already written"
+        line += f" ({status['batches_skipped']} batch(es) written by an earlier run)"
     if status.get("last_error"):
         line += f" (last error: {status['last_error']})"
     return line
