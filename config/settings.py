@@ -71,6 +71,18 @@ class Settings(BaseSettings):
 
     insert_chunk_rows: int = Field(10_000, gt=0)
 
+    # Spark: local[*] by default; any master (spark://, yarn, k8s://) by setting SPARK_MASTER.
+    spark_master: str = "local[*]"
+    spark_driver_memory: str = Field("4g", pattern=r"^\d+[kmgt]$")
+    spark_executor_memory: str = Field("4g", pattern=r"^\d+[kmgt]$")
+    # None: sized from the data by each job (about one partition per 250k rows, 2 at least).
+    spark_shuffle_partitions: int | None = Field(None, gt=0)
+    jdbc_jar: Path = Path("/usr/share/java/mariadb-java-client.jar")
+    jdbc_fetch_size: int = Field(10_000, gt=0)
+    jdbc_batch_size: int = Field(10_000, gt=0)
+    jdbc_read_partitions: int = Field(4, gt=0)
+    model_dir: Path = PROJECT_ROOT / "models"
+
     def __repr__(self) -> str:
         # SecretStr already masks the password; keep the repr short for logs.
         return (

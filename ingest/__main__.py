@@ -119,7 +119,10 @@ def _stream(args: argparse.Namespace, settings: Settings) -> int:
 def _serve(args: argparse.Namespace, settings: Settings) -> int:
     from waitress import serve
 
+    from db.migrate import init_database
     from ingest.app import create_app
+
+    init_database(settings)  # a fresh database gets its schema instead of 500s
 
     host = args.host or settings.ingest_host
     port = args.port or settings.ingest_port

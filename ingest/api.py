@@ -192,6 +192,12 @@ def register_error_handlers(app: Flask) -> None:
         log.warning("database unavailable: %s", exc)
         return jsonify({"error": "the database is unavailable; try again shortly"}), 503
 
+    @app.errorhandler(DatabaseError)
+    def _database_error(exc: DatabaseError) -> tuple[Response, int]:
+        # The layer's messages name the server and the problem, never a credential.
+        log.error("database error: %s", exc)
+        return jsonify({"error": f"database error: {exc}"}), 503
+
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> tuple[Response, int]:
         return jsonify({"error": exc.description or exc.name}), exc.code or 500
