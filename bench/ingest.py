@@ -31,13 +31,12 @@ import argparse
 import importlib.metadata
 import json
 import math
-import re
 import shutil
 import statistics
 import tempfile
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -50,9 +49,17 @@ from sqlalchemy.engine import URL, Engine
 
 from config.settings import Settings, load_settings
 from db.cdr import cdr_bounds, frame_to_rows
-from db.connection import Connection, connect, connection, transaction
+from db.connection import (
+    Connection,
+    connect,
+    database_exists,
+    drop_database,
+    server_version,
+    transaction,
+)
 from db.errors import DatabaseError
 from db.ingest_log import Source, register_source, write_batch
+from db.maintenance import CdrFingerprint, cdr_fingerprint, empty_cdr_tables, load_cdr_csv
 from db.migrate import init_database
 from db.schema import CDR_COLUMNS, DATE_COLUMN, LABEL_COLUMN, SUBSCRIBER_COLUMN, USAGE_COLUMNS
 from ingest.generator import GeneratorConfig, generate_cdr
@@ -83,24 +90,6 @@ _WARMUP_SIZE = 1_000
 # to_sql(method="multi") manages ~3k rows/s here: a sample keeps the run within minutes.
 _MULTI_SAMPLE_ROWS = 20_000
 
-_SCHEMA_EXISTS = "SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s"
-_SERVER_VERSION = "SELECT VERSION()"
-# Child table first: `ingest_batches` references `ingest_sources`, which is kept.
-_TRUNCATE = ("TRUNCATE TABLE ingest_batches", f"TRUNCATE TABLE {CDR_TABLE}")
-_FINGERPRINT = (
-    "SELECT COUNT(*), MIN(DP_DATE), MAX(DP_DATE), COUNT(DISTINCT DP_MSISDN), "  # noqa: S608 - constant column names
-    + ", ".join(f"SUM({column} IS NULL)" for column in CDR_COLUMNS)
-    + ", "
-    + ", ".join(f"SUM({column})" for column in (*USAGE_COLUMNS, LABEL_COLUMN))
-    + f" FROM {CDR_TABLE}"
-)
-_LOAD_DATA = (
-    "LOAD DATA LOCAL INFILE '{path}' INTO TABLE DP_CDR_Data CHARACTER SET utf8mb4 "
-    "FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '\"' "
-    f"({', '.join(CDR_COLUMNS)})"
-)
-# The path is spliced into the statement, so it must not be able to end the string literal.
-_SAFE_PATH = re.compile(r"^[A-Za-z0-9_./-]+$")
 _CSV_NULL = r"\N"
 _CSV_DATETIME = "%Y-%m-%d %H:%M:%S"
 
@@ -174,31 +163,35 @@ def build_frames(base: pd.DataFrame, batch_size: int, batches: int) -> list[pd.D
     ]
 
 
-def expected_fingerprint(frames: Sequence[pd.DataFrame]) -> tuple[Any, ...]:
-    """What `_FINGERPRINT` must return once ``frames`` are the table's only rows."""
+def expected_fingerprint(frames: Sequence[pd.DataFrame]) -> CdrFingerprint:
+    """What `cdr_fingerprint` must return once ``frames`` are the table's only rows."""
     rows = pd.concat(frames, ignore_index=True)
     dates = pd.to_datetime(rows[DATE_COLUMN])
-    return (
-        len(rows),
-        dates.min().to_pydatetime(),
-        dates.max().to_pydatetime(),
-        int(rows[SUBSCRIBER_COLUMN].nunique()),
-        *(int(rows[column].isna().sum()) for column in CDR_COLUMNS),
-        *(float(rows[column].astype(float).sum()) for column in (*USAGE_COLUMNS, LABEL_COLUMN)),
+    return CdrFingerprint(
+        rows=len(rows),
+        first_date=dates.min().to_pydatetime(),
+        last_date=dates.max().to_pydatetime(),
+        subscribers=int(rows[SUBSCRIBER_COLUMN].nunique()),
+        null_counts=tuple(int(rows[column].isna().sum()) for column in CDR_COLUMNS),
+        sums=tuple(
+            float(rows[column].astype(float).sum()) for column in (*USAGE_COLUMNS, LABEL_COLUMN)
+        ),
     )
 
 
-def same_fingerprint(actual: Sequence[Any], expected: Sequence[Any]) -> bool:
+def same_fingerprint(actual: CdrFingerprint, expected: CdrFingerprint) -> bool:
     """Exact on counts and dates; sums of doubles may differ in the last bits by order."""
-    if len(actual) != len(expected):
+    if replace(actual, sums=()) != replace(expected, sums=()):
         return False
-    for got, want in zip(actual, expected, strict=True):
-        if isinstance(want, float):
-            if got is None or not math.isclose(float(got), want, rel_tol=1e-9, abs_tol=1e-6):
-                return False
-        elif got != want:
-            return False
-    return True
+    if len(actual.sums) != len(expected.sums):
+        return False
+    return all(_close(got, want) for got, want in zip(actual.sums, expected.sums, strict=True))
+
+
+def _close(got: float | None, want: float | None) -> bool:
+    if got is None or want is None:
+        return got is want
+    return math.isclose(got, want, rel_tol=1e-9, abs_tol=1e-6)
 
 
 def stream_inserter(conn: Connection, settings: Settings) -> Inserter:
@@ -220,12 +213,9 @@ def stream_inserter(conn: Connection, settings: Settings) -> Inserter:
 
 def load_data_inserter(conn: Connection, workdir: Path) -> Inserter:
     """Each batch written to a CSV file and loaded with LOAD DATA LOCAL INFILE, committed."""
+    # A file name cannot be a bound parameter of LOAD DATA: `load_cdr_csv` splices this
+    # path, one we created ourselves (mkdtemp + a constant name), into the statement.
     path = workdir / "batch.csv"
-    if not _SAFE_PATH.match(str(path)):
-        raise BenchError(f"temporary path {path} has characters unsafe in a SQL literal")
-    # A file name cannot be a bound parameter of LOAD DATA. The path is one we created
-    # ourselves (mkdtemp + a constant name) and was checked against _SAFE_PATH above.
-    statement = _LOAD_DATA.format(path=path)
 
     def insert(frames: Sequence[pd.DataFrame], batch_size: int) -> None:
         for batch_no, frame in enumerate(frames):
@@ -238,7 +228,10 @@ def load_data_inserter(conn: Connection, workdir: Path) -> Inserter:
                 lineterminator="\n",
             )
             with transaction(conn) as cursor:
-                cursor.execute(statement)
+                try:
+                    load_cdr_csv(cursor, path)
+                except ValueError as exc:
+                    raise BenchError(str(exc)) from exc
                 if cursor.rowcount != len(frame) or cursor.warning_count:
                     raise BenchError(
                         f"LOAD DATA of batch {batch_no} ({batch_size} rows) loaded "
@@ -272,29 +265,12 @@ def seed_engine(settings: Settings) -> Engine:
     return sqlalchemy.create_engine(url)
 
 
-def empty_tables(conn: Connection) -> None:
-    """Start a run from an empty CDR table and batch log (and fresh AUTO_INCREMENT)."""
-    with transaction(conn) as cursor:
-        for statement in _TRUNCATE:
-            cursor.execute(statement)
-
-
-def fingerprint(conn: Connection) -> tuple[Any, ...]:
-    """Row count, date range, subscribers, NULLs per column and sums of the CDR table."""
-    with transaction(conn) as cursor:
-        cursor.execute(_FINGERPRINT)
-        row = cursor.fetchone()
-    return tuple(
-        value.replace(microsecond=0) if isinstance(value, datetime) else value for value in row
-    )
-
-
 def timed_run(
     conn: Connection,
     method: str,
     inserter: Inserter,
     frames: Sequence[pd.DataFrame],
-    expected: tuple[Any, ...],
+    expected: CdrFingerprint,
     repeat: int,
 ) -> Run:
     """Empty the tables, insert ``frames`` with ``inserter`` under the clock, and verify.
@@ -305,7 +281,7 @@ def timed_run(
     """
     batch_size = len(frames[0])
     rows = sum(len(frame) for frame in frames)
-    empty_tables(conn)
+    empty_cdr_tables(conn)
     _, _, before = cdr_bounds(conn)
     started = time.perf_counter()
     convert = inserter(frames, batch_size)
@@ -316,7 +292,7 @@ def timed_run(
             f"{method} at {batch_size} rows/batch: table grew by {after - before} rows, "
             f"expected {rows}"
         )
-    actual = fingerprint(conn)
+    actual = cdr_fingerprint(conn)
     if not same_fingerprint(actual, expected):
         raise BenchError(
             f"{method} at {batch_size} rows/batch: stored rows differ from the frames: "
@@ -463,21 +439,11 @@ def _positive_int(text: str) -> int:
 
 def create_database(settings: Settings) -> None:
     """Create and migrate ``DB_NAME``, refusing one that exists: it may not be ours to drop."""
-    with connection(settings, with_database=False) as conn, transaction(conn) as cursor:
-        cursor.execute(_SCHEMA_EXISTS, (settings.db_name,))
-        exists = cursor.fetchone() is not None
-    if exists:
+    if database_exists(settings):
         raise BenchError(
             f"database {settings.db_name} exists already; drop it or pass another --database"
         )
     init_database(settings)
-
-
-def drop_database(settings: Settings) -> None:
-    """Drop the benchmark's own database."""
-    with connection(settings, with_database=False) as conn, transaction(conn) as cursor:
-        # Identifiers cannot be bound; DB_NAME is restricted to [A-Za-z0-9_] by the settings.
-        cursor.execute(f"DROP DATABASE IF EXISTS `{settings.db_name}`")
 
 
 def benchmark(settings: Settings, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
@@ -530,7 +496,7 @@ def benchmark(settings: Settings, args: argparse.Namespace, workdir: Path) -> di
             method: str,
             repeat: int,
             batches: list[pd.DataFrame],
-            target: tuple[Any, ...],
+            target: CdrFingerprint,
         ) -> None:
             run = timed_run(stream_conn, method, inserters[method], batches, target, repeat)
             runs.append(run)
@@ -550,9 +516,6 @@ def benchmark(settings: Settings, args: argparse.Namespace, workdir: Path) -> di
             for size in BATCH_SIZES:
                 record("sample, once", TO_SQL_MULTI, 0, samples[size], sample_expected[size])
 
-        with transaction(stream_conn) as cursor:
-            cursor.execute(_SERVER_VERSION)
-            (server_version,) = cursor.fetchone()
         environment = {
             "insert_chunk_rows": settings.insert_chunk_rows,
             "mysql_connector_version": importlib.metadata.version("mysql-connector-python"),
@@ -560,7 +523,7 @@ def benchmark(settings: Settings, args: argparse.Namespace, workdir: Path) -> di
             "mysql_connector_c_extension_in_use": (
                 type(stream_conn).__name__ == "CMySQLConnection"
             ),
-            "server_version": str(server_version),
+            "server_version": server_version(stream_conn),
             "pandas_version": pd.__version__,
             "sqlalchemy_version": sqlalchemy.__version__,
             "pymysql_version": importlib.metadata.version("PyMySQL"),

@@ -94,6 +94,30 @@ def ensure_database(settings: Settings) -> None:
         )
 
 
+def database_exists(settings: Settings) -> bool:
+    """Whether the server holds a database named ``DB_NAME``."""
+    with connection(settings, with_database=False) as conn, transaction(conn) as cursor:
+        cursor.execute(
+            "SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (settings.db_name,)
+        )
+        return cursor.fetchone() is not None
+
+
+def drop_database(settings: Settings) -> None:
+    """Drop the ``DB_NAME`` database and everything in it, if it exists."""
+    with connection(settings, with_database=False) as conn, transaction(conn) as cursor:
+        # Identifiers cannot be bound; DB_NAME is restricted to [A-Za-z0-9_] by the settings.
+        cursor.execute(f"DROP DATABASE IF EXISTS `{settings.db_name}`")
+
+
+def server_version(conn: Connection) -> str:
+    """The version string the server reports, e.g. ``11.4.2-MariaDB``."""
+    with transaction(conn) as cursor:
+        cursor.execute("SELECT VERSION()")
+        (version,) = cursor.fetchone()
+    return str(version)
+
+
 def ping(settings: Settings) -> None:
     """Raise :class:`DatabaseUnavailable` or :class:`DatabaseError` unless the database answers."""
     with connection(settings) as conn, transaction(conn) as cursor:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from config.settings import Settings, load_settings
-from db.connection import connection, transaction
+from db.connection import connection, drop_database
 from db.errors import DatabaseError
 from db.migrate import init_database
 
@@ -39,8 +39,7 @@ def _fresh_database(base: Settings) -> Iterator[Settings]:
     try:
         yield settings
     finally:
-        with connection(base, with_database=False) as conn, transaction(conn) as cursor:
-            cursor.execute(f"DROP DATABASE IF EXISTS `{name}`")
+        drop_database(settings)
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ timeout and the ``client_for`` fixture stops whatever still runs when the test e
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from typing import Any
@@ -24,6 +23,7 @@ from ingest.app import create_app
 from ingest.generator import GeneratorConfig
 from ingest.scenario import Scenario
 from ingest.seeding import seed_from_generator
+from tests.polling import wait_for, wait_until_final
 
 # History of the seeding below: 2024-01-01 .. 2024-01-10, so simulated streams start 01-11.
 HISTORY = GeneratorConfig(subscribers=50, days=10)
@@ -34,8 +34,8 @@ FAST_RETRY = {
     "stream_retry_max_backoff": 0.2,
     "stream_retry_max_seconds": 5.0,
 }
-FINAL_STATES = {"completed", "stopped", "failed"}
 WAIT_SECONDS = 20.0
+POLL_SECONDS = 0.02
 
 ClientFor = Callable[[Settings], FlaskClient]
 
@@ -115,25 +115,13 @@ def _wait_for(
     client: FlaskClient, done: Callable[[dict[str, Any]], bool], what: str
 ) -> dict[str, Any]:
     """Poll `/stream_status` until ``done``; fail after `WAIT_SECONDS` or on a final state."""
-    deadline = time.monotonic() + WAIT_SECONDS
-    while True:
-        status = _status(client)
-        if done(status):
-            return status
-        if status["state"] in FINAL_STATES:
-            pytest.fail(f"the stream ended before {what}: {status}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"no {what} within {WAIT_SECONDS} s: {status}")
-        time.sleep(0.02)
+    return wait_for(
+        lambda: _status(client), done, what, timeout=WAIT_SECONDS, interval=POLL_SECONDS
+    )
 
 
 def _wait_until_final(client: FlaskClient) -> dict[str, Any]:
-    deadline = time.monotonic() + WAIT_SECONDS
-    while (status := _status(client))["state"] not in FINAL_STATES:
-        if time.monotonic() > deadline:
-            pytest.fail(f"the stream did not end within {WAIT_SECONDS} s: {status}")
-        time.sleep(0.02)
-    return status
+    return wait_until_final(lambda: _status(client), timeout=WAIT_SECONDS, interval=POLL_SECONDS)
 
 
 def _start(client: FlaskClient, **body: Any) -> dict[str, Any]:

@@ -24,6 +24,7 @@ from ingest.generator import GeneratorConfig
 from ingest.scenario import CovariateDrift, Scenario
 from ingest.seeding import seed_from_generator
 from ingest.stream import ConnectionFactory, StreamManager, StreamRunner
+from tests.polling import wait_for, wait_until_final
 from tests.tcp_proxy import TcpProxy
 
 HISTORY = GeneratorConfig(subscribers=50, days=10)
@@ -34,7 +35,7 @@ FAST_RETRY = {
     "stream_retry_max_seconds": 20.0,
 }
 WAIT_SECONDS = 20.0
-FINAL_STATES = {"completed", "stopped", "failed"}
+POLL_SECONDS = 0.01
 
 
 ManagerFor = Callable[..., StreamManager]
@@ -87,26 +88,12 @@ def _wait_for(
     runner: StreamRunner, done: Callable[[dict[str, Any]], bool], what: str
 ) -> dict[str, Any]:
     """Poll the runner's status until ``done``; fail after `WAIT_SECONDS` or on a final state."""
-    deadline = time.monotonic() + WAIT_SECONDS
-    while True:
-        status = runner.status()
-        if done(status):
-            return status
-        if status["state"] in FINAL_STATES:
-            pytest.fail(f"the stream ended before {what}: {status}")
-        if time.monotonic() > deadline:
-            pytest.fail(f"no {what} within {WAIT_SECONDS} s: {status}")
-        time.sleep(0.01)
+    return wait_for(runner.status, done, what, timeout=WAIT_SECONDS, interval=POLL_SECONDS)
 
 
 def _wait_until_ended(runner: StreamRunner) -> dict[str, Any]:
     """The status once the stream has reached a final state, before its thread wrapped up."""
-    deadline = time.monotonic() + WAIT_SECONDS
-    while (status := runner.status())["state"] not in FINAL_STATES:
-        if time.monotonic() > deadline:
-            pytest.fail(f"the stream did not end within {WAIT_SECONDS} s: {status}")
-        time.sleep(0.01)
-    return status
+    return wait_until_final(runner.status, timeout=WAIT_SECONDS, interval=POLL_SECONDS)
 
 
 def _finish(runner: StreamRunner) -> dict[str, Any]:
