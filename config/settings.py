@@ -81,6 +81,7 @@ class Settings(BaseSettings):
     jdbc_fetch_size: int = Field(10_000, gt=0)
     jdbc_batch_size: int = Field(10_000, gt=0)
     jdbc_read_partitions: int = Field(4, gt=0)
+    jdbc_write_partitions: int = Field(2, gt=0)
     model_dir: Path = PROJECT_ROOT / "models"
 
     def __repr__(self) -> str:

@@ -87,7 +87,8 @@ def write_staged(
     with connection(settings) as conn:
         staging = create_staging(conn, table)
     try:
-        frame.write.jdbc(
+        # Each partition is one writer; more writers than cores only contend for the server.
+        frame.coalesce(settings.jdbc_write_partitions).write.jdbc(
             jdbc_url(settings),
             staging,
             mode="append",
