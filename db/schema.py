@@ -46,3 +46,17 @@ SMS_COLUMNS: tuple[str, ...] = ("DP_MOSMS_COUNT", "DP_MTSMS_COUNT")
 DATA_COLUMNS: tuple[str, ...] = ("DP_DATA_COUNT", "DP_DATA_VOLUME")
 
 MSISDN_MAX_LENGTH = 32
+
+# The processed names of the usage columns and the label, used from the Spark stage on
+# (and by the EDA, so report and model speak of the same features). Mapped here, once.
+PROCESSED_NAMES: dict[str, str] = {
+    "DP_MOC_COUNT": "M_Out_Call_Count",
+    "DP_MOC_DURATION": "M_Out_Call_Time",
+    "DP_MTC_COUNT": "M_In_Call_Count",
+    "DP_MTC_DURATION": "M_In_Call_Time",
+    "DP_MOSMS_COUNT": "M_Out_SMS_Count",
+    "DP_MTSMS_COUNT": "M_In_SMS_Count",
+    "DP_DATA_COUNT": "M_Data_Count",
+    "DP_DATA_VOLUME": "M_Data_Sum",
+}
+PROCESSED_LABEL = "Churn_Within_Horizon"

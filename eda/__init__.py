@@ -1,1 +1,5 @@
-"""Exploratory analysis of the CDRs over config/query_params.json (next stage)."""
+"""Exploratory analysis of the raw CDRs over the date range of `config/query_params.json`.
+
+`python -m eda` reads `DP_CDR_Data` (`db.eda_queries`), computes statistics (`eda.summary`,
+`eda.analysis`), draws figures (`eda.plots`) and writes a Markdown report (`eda.report`).
+"""

@@ -16,6 +16,8 @@ from pyspark.sql.types import (
     TimestampType,
 )
 
+from db.schema import PROCESSED_LABEL, PROCESSED_NAMES
+
 RAW_CDR_SCHEMA = StructType(
     [
         StructField("id", LongType(), False),
@@ -34,16 +36,7 @@ RAW_CDR_SCHEMA = StructType(
 )
 
 # Raw usage column -> processed column.
-USAGE_MAPPING: dict[str, str] = {
-    "DP_MOC_COUNT": "M_Out_Call_Count",
-    "DP_MOC_DURATION": "M_Out_Call_Time",
-    "DP_MTC_COUNT": "M_In_Call_Count",
-    "DP_MTC_DURATION": "M_In_Call_Time",
-    "DP_MOSMS_COUNT": "M_Out_SMS_Count",
-    "DP_MTSMS_COUNT": "M_In_SMS_Count",
-    "DP_DATA_COUNT": "M_Data_Count",
-    "DP_DATA_VOLUME": "M_Data_Sum",
-}
+USAGE_MAPPING: dict[str, str] = PROCESSED_NAMES
 COUNT_FEATURES = (
     "M_Out_Call_Count",
     "M_In_Call_Count",
@@ -53,7 +46,7 @@ COUNT_FEATURES = (
 )
 AMOUNT_FEATURES = ("M_Out_Call_Time", "M_In_Call_Time", "M_Data_Sum")
 USAGE_FEATURES = tuple(USAGE_MAPPING.values())
-LABEL = "Churn_Within_Horizon"
+LABEL = PROCESSED_LABEL
 DATE = "Date"
 USER = "User"
 
