@@ -78,6 +78,11 @@ def main() -> int:
         summary = daily_summary(conn, start)
     step(f"Rows per day from {start} (GetDailyCDRDataBatch); DP_CDR_Data holds {rows:,} rows")
     print(summary.to_string(index=False, float_format=lambda v: f"{v:,.1f}"))
+
+    step("Spark analysis: raw CDRs of config.json's range -> Processed_Data + Parquet")
+    run("-m", "spark_jobs", "analysis")
+    step("EDA over config/query_params.json's range")
+    run("-m", "eda")
     print(f"\nDemo done in {time.monotonic() - began:.0f} s. Next steps: README.md.")
     return 0
 
