@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from datetime import date
 from pathlib import Path
-from typing import Any, Self, TypeVar
+from typing import Any, Literal, Self, TypeVar
 
 from pydantic import (
     BaseModel,
@@ -18,6 +18,7 @@ from pydantic import (
     Field,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -83,6 +84,18 @@ class Settings(BaseSettings):
     jdbc_read_partitions: int = Field(4, gt=0)
     jdbc_write_partitions: int = Field(2, gt=0)
     model_dir: Path = PROJECT_ROOT / "models"
+    # The churn model: see spark_jobs/model.py for how each is used.
+    model_seed: int = Field(42, ge=0)
+    model_test_fraction: float = Field(0.25, gt=0, lt=1)
+    # Days left out between the train and test dates: a label looks this far ahead, so a
+    # shorter gap would let training labels describe the test period.
+    model_embargo_days: int = Field(14, ge=0)
+    # Dates before the data's first date + this are not modelled: their windows are too short.
+    model_min_history_days: int = Field(14, ge=1)
+    model_calibration_fraction: float = Field(0.2, gt=0, lt=1)
+    model_cv_folds: int = Field(3, ge=2)
+    # Cross-validation runs on at most this many training rows (a subscriber sample).
+    model_tuning_max_rows: int = Field(40_000, gt=0)
 
     def __repr__(self) -> str:
         # SecretStr already masks the password; keep the repr short for logs.
@@ -105,8 +118,10 @@ class _DateRange(BaseModel):
 
     @field_validator("*", mode="before")
     @classmethod
-    def _iso_date_only(cls, value: Any) -> Any:
+    def _iso_date_only(cls, value: Any, info: ValidationInfo) -> Any:
         # Reject timestamps and numbers: the files hold calendar dates, YYYY-MM-DD.
+        if info.field_name is None or cls.model_fields[info.field_name].annotation is not date:
+            return value
         if isinstance(value, str):
             return date.fromisoformat(value)
         raise ValueError("expected a date as a 'YYYY-MM-DD' string")
@@ -119,6 +134,9 @@ class PipelineDates(_DateRange):
     end_date: date
     processed_start: date
     processed_end: date
+    # How the model job holds out its test rows: later dates ("time"), or a random
+    # label-stratified share of the rows ("stratified", for single-snapshot data).
+    split: Literal["time", "stratified"] = "time"
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 import secrets
+from collections.abc import Sequence
 
 from db.connection import Connection, transaction
 
@@ -20,15 +21,19 @@ def _checked(table: str) -> str:
     return table
 
 
-def create_staging(conn: Connection, table: str) -> str:
-    """Create an empty copy of ``table``'s columns and return its name.
+def create_staging(conn: Connection, table: str, columns: Sequence[str] = ()) -> str:
+    """Create an empty copy of ``table``'s columns (all, or ``columns``) and return its name.
 
     The copy has no keys or indexes: Spark appends to it about twice as fast, and the
-    move-in statement checks the target's keys once.
+    move-in statement checks the target's keys once. Name ``columns`` to leave out those
+    the target fills itself (an AUTO_INCREMENT id, a default timestamp).
     """
     staging = f"{_checked(table)}{STAGING_MARK}{secrets.token_hex(4)}"
+    selected = ", ".join(f"`{_checked(column)}`" for column in columns) or "*"
     with transaction(conn) as cursor:
-        cursor.execute(f"CREATE TABLE `{_checked(staging)}` SELECT * FROM `{table}` LIMIT 0")  # noqa: S608
+        cursor.execute(
+            f"CREATE TABLE `{_checked(staging)}` SELECT {selected} FROM `{table}` LIMIT 0"  # noqa: S608
+        )
     return staging
 
 

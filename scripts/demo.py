@@ -81,6 +81,10 @@ def main() -> int:
 
     step("Spark analysis: raw CDRs of config.json's range -> Processed_Data + Parquet")
     run("-m", "spark_jobs", "analysis")
+    step("Churn model: features, time split, cross-validated forest, calibration, registry")
+    run("-m", "spark_jobs", "model")
+    step("Score the streamed days after the model's test window -> model_predictions")
+    run("-m", "spark_jobs", "score")
     step("EDA over config/query_params.json's range")
     run("-m", "eda")
     print(f"\nDemo done in {time.monotonic() - began:.0f} s. Next steps: README.md.")

@@ -14,15 +14,12 @@ from pyspark.sql import SparkSession
 from config.settings import PipelineDates, Settings
 from db.connection import connection
 from db.processed import PROCESSED_TABLE, cdr_id_range, replace_processed_range
+from spark_jobs.errors import EmptyRangeError
 from spark_jobs.io import read_cdr_range, write_staged
 from spark_jobs.session import shuffle_partitions_for
 from spark_jobs.transforms import aggregate_daily, clean_cdr
 
 log = logging.getLogger(__name__)
-
-
-class EmptyRangeError(LookupError):
-    """The requested date range holds no rows; nothing was written."""
 
 
 @dataclass(frozen=True)

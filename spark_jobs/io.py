@@ -6,8 +6,8 @@ here are pushed down by Spark's JDBC source as bound `WHERE` clauses.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import date
+from collections.abc import Callable, Sequence
+from datetime import date, timedelta
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -15,9 +15,9 @@ from pyspark.sql.types import StructType
 
 from config.settings import Settings
 from db.connection import Connection, connection
-from db.processed import day_bounds
+from db.processed import PROCESSED_TABLE, day_bounds
 from db.staging import create_staging, drop_staging
-from spark_jobs.schemas import RAW_CDR_SCHEMA
+from spark_jobs.schemas import DATE, PROCESSED_SCHEMA, RAW_CDR_SCHEMA
 from spark_jobs.session import jdbc_properties, jdbc_url
 
 
@@ -78,14 +78,17 @@ def write_staged(
     settings: Settings,
     table: str,
     move_in: Callable[[Connection, str], int],
+    columns: Sequence[str] = (),
 ) -> int:
     """Write ``frame`` to a fresh copy of ``table``, then let ``move_in`` swap it in.
 
     ``move_in(conn, staging)`` runs one transaction (e.g. delete a range, insert the
     staged rows) and returns the rows it stored; the staging table is dropped either way.
+    ``columns``: the staging table's columns when not all of ``table``'s (see
+    :func:`db.staging.create_staging`); ``frame`` must hold exactly those.
     """
     with connection(settings) as conn:
-        staging = create_staging(conn, table)
+        staging = create_staging(conn, table, columns)
     try:
         # Each partition is one writer; more writers than cores only contend for the server.
         frame.coalesce(settings.jdbc_write_partitions).write.jdbc(
@@ -99,3 +102,22 @@ def write_staged(
     finally:
         with connection(settings) as conn:
             drop_staging(conn, staging)
+
+
+def read_processed(spark: SparkSession, settings: Settings, start: date, end: date) -> DataFrame:
+    """`Processed_Data` rows dated in [start, end], read in date slices."""
+    properties = {**jdbc_properties(settings), "customSchema": _custom_schema(PROCESSED_SCHEMA)}
+    days = (end - start).days + 1
+    # The options form: DataFrameReader.jdbc() only takes numeric partition bounds.
+    frame = (
+        spark.read.format("jdbc")
+        .options(**properties)
+        .option("url", jdbc_url(settings))
+        .option("dbtable", PROCESSED_TABLE)
+        .option("partitionColumn", DATE)
+        .option("lowerBound", str(start))
+        .option("upperBound", str(end + timedelta(days=1)))
+        .option("numPartitions", max(1, min(settings.jdbc_read_partitions, days)))
+        .load()
+    )
+    return conform(frame.where(F.col(DATE).between(F.lit(start), F.lit(end))), PROCESSED_SCHEMA)

@@ -1,0 +1,160 @@
+"""Scoring: churn probabilities of feature rows, shaped as `model_predictions` rows, and
+the score job that writes later dates with the current model.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from datetime import date, timedelta
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pyspark.ml.functions import vector_to_array
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from config.settings import Settings
+from db.connection import connection
+from db.models import (
+    ANALYSIS,
+    PREDICTION_COLUMNS,
+    PREDICTIONS_TABLE,
+    current_model,
+    replace_scored_range,
+)
+from db.processed import count_processed, processed_bounds
+from spark_jobs.artifacts import ModelCard, load_model
+from spark_jobs.calibration import PlattScaling
+from spark_jobs.errors import NoModelError, ScoreRangeError
+from spark_jobs.features import LABEL_COLUMN, build_features
+from spark_jobs.io import read_processed, write_staged
+from spark_jobs.schemas import DATE, USER
+from spark_jobs.session import shuffle_partitions_for
+
+if TYPE_CHECKING:
+    from pyspark.ml import PipelineModel
+
+log = logging.getLogger(__name__)
+
+_PROBABILITY = "_probability_1"
+# Feature values stored with each prediction are rounded: drift detection needs no more.
+_STORED_DIGITS = 6
+
+
+def calibrated(raw: Column, platt: PlattScaling) -> Column:
+    """Spark twin of :meth:`PlattScaling.apply` (tests check that both agree)."""
+    clipped = F.least(F.greatest(raw, F.lit(1e-6)), F.lit(1 - 1e-6))
+    logit = F.log(clipped / (1 - clipped))
+    return 1 / (1 + F.exp(-(F.lit(platt.slope) * logit + F.lit(platt.intercept))))
+
+
+def predict(pipeline: PipelineModel, card: ModelCard, features: DataFrame) -> DataFrame:
+    """``features`` with the calibrated churn probability in ``_probability_1``."""
+    scored = pipeline.transform(features)
+    raw = vector_to_array(F.col("probability")).getItem(1)
+    return scored.withColumn(_PROBABILITY, calibrated(raw, card.calibration))
+
+
+def prediction_rows(
+    predicted: DataFrame, card: ModelCard, period: str, *, keep_label: bool
+) -> DataFrame:
+    """Rows in `model_predictions`' column order from the output of :func:`predict`.
+
+    ``keep_label``: reference rows carry their known label; analysis rows leave it NULL
+    until it arrives.
+    """
+    p1 = F.col(_PROBABILITY)
+    features = F.to_json(
+        F.struct(
+            *(F.round(name, _STORED_DIGITS).alias(name) for name in card.continuous_features),
+            *(F.col(name) for name in card.categorical_features),
+        )
+    )
+    label = F.col(LABEL_COLUMN) if keep_label else F.lit(None)
+    columns = {
+        "model_version": F.lit(card.version),
+        "subscriber": F.col(USER),
+        "as_of_date": F.col(DATE),
+        "period": F.lit(period),
+        "probability_0": 1 - p1,
+        "probability_1": p1,
+        "prediction": (p1 >= F.lit(card.threshold)).cast("int"),
+        "label": label.cast("int"),
+        "features": features,
+    }
+    return predicted.select(*(columns[name].alias(name) for name in PREDICTION_COLUMNS))
+
+
+@dataclass(frozen=True)
+class ScoreReport:
+    """What one score run wrote."""
+
+    version: str
+    start: date
+    end: date
+    rows: int
+    seconds: float
+
+    def describe(self) -> str:
+        return (
+            f"score {self.start}..{self.end} with model {self.version}: {self.rows:,} rows "
+            f"in {PREDICTIONS_TABLE} (period {ANALYSIS}) ({self.seconds:.1f} s)"
+        )
+
+
+def run_score(
+    spark: SparkSession, settings: Settings, start: date | None = None, end: date | None = None
+) -> ScoreReport:
+    """Score the subscriber-days of [start, end] with the current model.
+
+    ``start`` defaults to the day after the model's test window, ``end`` to the latest
+    date in `Processed_Data`. Re-scoring a range replaces it.
+
+    Raises:
+        NoModelError: no model trained yet, or its folder is gone.
+        ScoreRangeError: the range is empty, inverted, or overlaps the reference dates.
+    """
+    started = time.perf_counter()
+    with connection(settings) as conn:
+        model = current_model(conn)
+        _, last_processed, _ = processed_bounds(conn)
+    if model is None:
+        raise NoModelError("no model trained yet: run `python -m spark_jobs model` first")
+    start = start or model.test_end + timedelta(days=1)
+    end = end or last_processed
+    if end is None or start > end:
+        raise ScoreRangeError(
+            f"nothing to score from {start}"
+            + ("" if end is None else f" to {end}")
+            + f": Processed_Data ends {last_processed}; run the analysis over later dates "
+            "(end_date in the config file) or pass --start/--end"
+        )
+    if start <= model.test_end and end >= model.test_start:
+        raise ScoreRangeError(
+            f"{start}..{end} overlaps model {model.version}'s reference dates "
+            f"({model.test_start}..{model.test_end}); score dates after {model.test_end}"
+        )
+    pipeline, card = load_model(Path(model.path))
+    # Read far enough back that the first scored date has full windows.
+    first_day = start - timedelta(days=card.long_window_days - 1)
+    with connection(settings) as conn:
+        rows_read = count_processed(conn, first_day, end)
+    spark.conf.set("spark.sql.shuffle.partitions", str(shuffle_partitions_for(rows_read, settings)))
+    processed = read_processed(spark, settings, first_day, end)
+    features = build_features(processed, first_day, card.min_history_days).where(
+        F.col(DATE).between(F.lit(start), F.lit(end))
+    )
+    rows = prediction_rows(predict(pipeline, card, features), card, ANALYSIS, keep_label=False)
+    stored = write_staged(
+        rows,
+        settings,
+        PREDICTIONS_TABLE,
+        partial(replace_scored_range, version=model.version, start=start, end=end),
+        columns=PREDICTION_COLUMNS,
+    )
+    if stored == 0:
+        raise ScoreRangeError(f"Processed_Data has no subscriber-days from {start} to {end}")
+    return ScoreReport(model.version, start, end, stored, time.perf_counter() - started)
