@@ -56,7 +56,18 @@ class Settings(BaseSettings):
 
     ingest_host: str = "127.0.0.1"
     ingest_port: int = Field(5000, gt=0, lt=65536)
+    monitoring_host: str = "127.0.0.1"
     monitoring_port: int = Field(5001, gt=0, lt=65536)
+    # A prediction's label counts as known once Processed_Data reaches this many days past
+    # its date (the label says whether the subscriber churns within 14 days).
+    monitoring_label_delay_days: int = Field(14, ge=0)
+    # Chunks: by calendar period (D, W, M) unless a size in rows is set.
+    monitoring_chunk_period: Literal["D", "W", "M"] = "D"
+    monitoring_chunk_size: int | None = Field(None, gt=0)
+    # Chunks with fewer rows are reported with a warning: their estimates are too noisy.
+    monitoring_min_chunk_rows: int = Field(300, gt=0)
+    monitoring_poll_interval: float = Field(30, gt=0)
+    monitoring_retry_max_backoff: float = Field(60, gt=0)
 
     # Upper bounds a client may ask of one stream: a typo must not fill the disk.
     stream_max_batch_size: int = Field(100_000, gt=0)

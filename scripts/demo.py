@@ -23,8 +23,11 @@ from db.cdr import cdr_bounds, daily_summary  # noqa: E402
 from db.connection import connection  # noqa: E402
 from ingest.client import describe_progress, run_stream, wait_until_healthy  # noqa: E402
 
+# 91 days, 2024-01-01 to 2024-03-31: the model trains on January and February
+# (config.json's processed range), March is scored and its labels arrive within the demo.
+SEED_DAYS = "91"
 DEMO_STREAM = {
-    "stream_id": "demo-stream",
+    "stream_id": "demo-stream-april",
     "batch_size": 2000,
     "num_batches": 10,
     "interval": 0.5,
@@ -49,7 +52,7 @@ def main() -> int:
     step("Schema (versioned migrations)")
     run("-m", "db", "init")
     step("Seed history (synthetic CDR generator)")
-    run("-m", "ingest", "seed")
+    run("-m", "ingest", "seed", "--days", SEED_DAYS)
 
     settings = load_settings()
     url = f"http://{settings.ingest_host}:{settings.ingest_port}"
@@ -83,7 +86,7 @@ def main() -> int:
     run("-m", "spark_jobs", "analysis")
     step("Churn model: features, time split, cross-validated forest, calibration, registry")
     run("-m", "spark_jobs", "model")
-    step("Score the streamed days after the model's test window -> model_predictions")
+    step("Score March and the streamed April days with that model -> model_predictions")
     run("-m", "spark_jobs", "score")
     step("EDA over config/query_params.json's range")
     run("-m", "eda")

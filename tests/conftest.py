@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -16,6 +17,7 @@ from config.settings import Settings, load_settings
 from db.connection import connection, drop_database
 from db.errors import DatabaseError
 from db.migrate import init_database
+from spark_jobs.session import build_spark_session
 
 _counter = itertools.count()
 
@@ -52,3 +54,18 @@ def db_settings(base_settings: Settings) -> Iterator[Settings]:
 def module_db_settings(base_settings: Settings) -> Iterator[Settings]:
     """Like ``db_settings``, shared by the tests of one module (for read-only tests)."""
     yield from _fresh_database(base_settings)
+
+
+@pytest.fixture(scope="session")
+def spark(base_settings: Settings) -> Iterator[Any]:
+    """One `local[1]` session for every Spark test (starting one costs ~10 s)."""
+    settings = base_settings.model_copy(
+        update={
+            "spark_master": "local[1]",
+            "spark_driver_memory": "2g",
+            "spark_shuffle_partitions": 2,
+        }
+    )
+    session = build_spark_session(settings, "cdr-tests")
+    yield session
+    session.stop()
