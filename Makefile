@@ -13,14 +13,16 @@ PYTHON ?= $(shell for p in python3.11 python3.12 python3; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(not (3,11) <= sys.version_info[:2] < (3,13))' \
 	&& { echo $$p; break; }; done)
 
-.PHONY: help demo test test-fast lint bench diagrams db-server db-stop serve clean venv
+.PHONY: help demo test test-fast lint bench diagrams db-server db-stop serve dashboard poll clean venv
 
 help:
 	@echo "make demo       run the pipeline end to end (sets everything up)"
 	@echo "make test       lint, type-check and run every test (sets everything up)"
 	@echo "make test-fast  the tests not marked slow"
 	@echo "make serve      serve the streaming simulator on INGEST_PORT (5000)"
-	@echo "make bench      insert-path benchmark (bench/ingest.py)"
+	@echo "make dashboard  serve the monitoring API and dashboard on MONITORING_PORT (5001)"
+	@echo "make poll       run monitoring whenever new predictions land"
+	@echo "make bench      benchmarks: insert path, Spark jobs, monitoring (bench/*.py)"
 	@echo "make diagrams   re-render PlantUMLDiagrams/*.puml to PNG"
 	@echo "make db-stop    stop the project-local MariaDB, if one was started"
 
@@ -53,12 +55,20 @@ test-fast: $(STAMP)
 	@$(PY) -m db server
 	@$(VENV)/bin/pytest -m "not slow"
 
+dashboard: $(STAMP)
+	@$(PY) -m db server && $(PY) -m monitoring serve
+
+poll: $(STAMP)
+	@$(PY) -m db server && $(PY) -m monitoring poll
+
 serve: $(STAMP)
 	@$(PY) -m db server && $(PY) -m db init && $(PY) -m ingest serve
 
 bench: $(STAMP)
 	@$(PY) -m db server
 	@$(PY) bench/ingest.py
+	@$(PY) bench/monitoring.py
+	@$(PY) bench/spark.py
 
 diagrams:
 	@PlantUMLDiagrams/render.sh

@@ -16,7 +16,13 @@ class ClientError(RuntimeError):
     """The API answered with an error or could not be reached."""
 
 
-def call(base_url: str, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+def call(
+    base_url: str,
+    method: str,
+    path: str,
+    body: dict[str, Any] | None = None,
+    timeout: float = 30,
+) -> Any:
     """Send one request and return the decoded JSON answer.
 
     Raises:
@@ -30,7 +36,7 @@ def call(base_url: str, method: str, path: str, body: dict[str, Any] | None = No
         headers={"Content-Type": "application/json"} if data is not None else {},
     )
     try:
-        with urllib.request.urlopen(request, timeout=30) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read())
     except urllib.error.HTTPError as exc:
         try:

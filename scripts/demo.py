@@ -2,8 +2,9 @@
 
 Steps: a database server (the configured one, or a project-local MariaDB), the schema,
 seed history, the streaming simulator served over HTTP and one short stream through its
-API, then the daily summary from the stored procedure. Re-running it is safe: seeding and
-the demo stream are idempotent, so the data stays the same.
+API, the daily summary from the stored procedure, the Spark analysis, model and score jobs,
+the EDA, and a monitoring run through the monitoring service's API. Re-running it is safe:
+seeding and the demo stream are idempotent, so the data stays the same.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import sys
 import time
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -21,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 from config.settings import load_settings  # noqa: E402
 from db.cdr import cdr_bounds, daily_summary  # noqa: E402
 from db.connection import connection  # noqa: E402
-from ingest.client import describe_progress, run_stream, wait_until_healthy  # noqa: E402
+from ingest.client import call, describe_progress, run_stream, wait_until_healthy  # noqa: E402
 
 # 91 days, 2024-01-01 to 2024-03-31: the model trains on January and February
 # (config.json's processed range), March is scored and its labels arrive within the demo.
@@ -90,8 +92,51 @@ def main() -> int:
     run("-m", "spark_jobs", "score")
     step("EDA over config/query_params.json's range")
     run("-m", "eda")
+
+    monitoring_url = f"http://{settings.monitoring_host}:{settings.monitoring_port}"
+    step(f"Monitoring service on {monitoring_url}: GET /run-monitoring (NannyML CBPE, drift)")
+    service = subprocess.Popen(
+        [sys.executable, "-m", "monitoring", "serve"], cwd=ROOT, env={**os.environ}
+    )
+    try:
+        wait_until_healthy(monitoring_url, timeout=60)
+        report = call(monitoring_url, "GET", "/run-monitoring", timeout=600)
+    finally:
+        service.terminate()
+        service.wait(timeout=30)
+    print(describe_monitoring(report))
+    print(f"\nReport files: {settings.output_dir / report['report']['folder']}")
+    print(f"Dashboard: run `make dashboard`, then open {monitoring_url}/")
     print(f"\nDemo done in {time.monotonic() - began:.0f} s. Next steps: README.md.")
     return 0
+
+
+def describe_monitoring(report: dict[str, Any]) -> str:
+    """A few lines of the monitoring run: per metric, estimates against realized values."""
+    summary = report["summary"]
+    lines = [
+        f"model {report['model_version']}, run {report['run_id']}: "
+        f"{summary['analysis_rows']:,} predictions in {summary['chunks']} daily chunks, "
+        f"{summary['labelled_rows']:,} with labels so far",
+        f"{'metric':<9} {'chunks':>6} {'realized':>8} {'mean |est-real|':>15} "
+        f"{'latest estimate [bounds]':>26} {'alerts':>6}",
+    ]
+    for name, series in report["metrics"].items():
+        chunks = series["chunks"]
+        known = [c for c in chunks if c["realized"] is not None and c["estimate"] is not None]
+        gap = sum(abs(c["estimate"] - c["realized"]) for c in known) / max(1, len(known))
+        latest = series["latest"]
+        bounds = f"{latest['estimate']:.3f} [{latest['lower']:.3f}, {latest['upper']:.3f}]"
+        alerts = sum(bool(c["alert"]) or bool(c["estimate_realized_alert"]) for c in chunks)
+        lines.append(
+            f"{name:<9} {len(chunks):>6} {len(known):>8} {gap:>15.3f} {bounds:>26} {alerts:>6}"
+        )
+    counts = report["alerts"]
+    lines.append(
+        "alerts: "
+        + ", ".join(f"{kind} {count}" for kind, count in counts.items() if kind != "total")
+    )
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -10,6 +10,8 @@ command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
 if [ "$purpose" = test ]; then
   command -v plantuml >/dev/null 2>&1 || missing+=(plantuml)
   command -v dot >/dev/null 2>&1 || missing+=(graphviz)
+  # The dashboard test renders the page in headless Chromium.
+  command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 
