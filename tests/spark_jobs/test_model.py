@@ -102,8 +102,7 @@ def test_model_then_score_then_reruns(spark: Any, analysed: Settings) -> None:
     assert (scored.start, scored.end) == (date(2024, 2, 9), date(2024, 2, 19))
     [(count, labels, first_scored)] = _rows(
         analysed,
-        "SELECT COUNT(*), COUNT(label), MIN(as_of_date) FROM model_predictions "
-        "WHERE period = %s",
+        "SELECT COUNT(*), COUNT(label), MIN(as_of_date) FROM model_predictions WHERE period = %s",
         ANALYSIS,
     )
     assert count == scored.rows > 0
@@ -126,9 +125,7 @@ def test_stratified_split_registers_a_new_current_version(spark: Any, analysed: 
     report = run_model(spark, analysed, _dates("stratified"))
     assert report.split == "stratified"
     assert report.windows.test_start == report.windows.train_start
-    [(versions, current)] = _rows(
-        analysed, "SELECT COUNT(*), SUM(is_current) FROM model_registry"
-    )
+    [(versions, current)] = _rows(analysed, "SELECT COUNT(*), SUM(is_current) FROM model_registry")
     assert versions >= 1 and current == 1
     with connection(analysed) as conn:
         model = current_model(conn)
