@@ -34,6 +34,14 @@ from db.monitoring import (
     stored_results,
 )
 from monitoring.api import RunQuery, app_settings, monitored_version, parse_query
+from monitoring.report import (
+    ALERT_COLOR,
+    BAND_COLOR,
+    ESTIMATE_COLOR,
+    METRIC_TITLES,
+    REALIZED_COLOR,
+    THRESHOLD_COLOR,
+)
 from monitoring.result import METRICS
 
 log = logging.getLogger(__name__)
@@ -45,12 +53,6 @@ PLOTLY_JS = "plotly.min.js"
 # Long enough for a browser to reuse it across reloads, short enough for a plotly upgrade.
 _PLOTLY_JS_MAX_AGE = 3600
 
-_METRIC_TITLES = {"roc_auc": "ROC AUC", "f1": "F1", "accuracy": "Accuracy"}
-_ESTIMATE = "#1f77b4"
-_BAND = "rgba(31, 119, 180, 0.15)"
-_REALIZED = "#2ca02c"
-_THRESHOLD = "#d62728"
-_ALERT = "#d62728"
 _DRIFT_KINDS = ("continuous", "categorical")
 _QUALITY_KINDS = ("missing_values", "unseen_values")
 
@@ -132,7 +134,7 @@ def performance_figure(results: pd.DataFrame) -> go.Figure:
         rows=max(len(metrics), 1),
         cols=1,
         shared_xaxes=True,
-        subplot_titles=[_METRIC_TITLES.get(m, m) for m in metrics] or [""],
+        subplot_titles=[METRIC_TITLES.get(m, m) for m in metrics] or [""],
         vertical_spacing=0.08,
     )
     for row, metric in enumerate(metrics, start=1):
@@ -159,7 +161,7 @@ def performance_figure(results: pd.DataFrame) -> go.Figure:
                 mode="lines",
                 line={"width": 0},
                 fill="tonexty",
-                fillcolor=_BAND,
+                fillcolor=BAND_COLOR,
                 name="confidence band (±3 sampling errors)",
                 legendgroup="band",
                 showlegend=first,
@@ -172,7 +174,7 @@ def performance_figure(results: pd.DataFrame) -> go.Figure:
                 x=x,
                 y=_gaps(rows["estimate"]),
                 mode="lines+markers",
-                line={"color": _ESTIMATE},
+                line={"color": ESTIMATE_COLOR},
                 name="estimated (CBPE)",
                 legendgroup="estimate",
                 showlegend=first,
@@ -185,7 +187,7 @@ def performance_figure(results: pd.DataFrame) -> go.Figure:
                 x=x,
                 y=_gaps(rows["realized"]),
                 mode="lines+markers",
-                line={"color": _REALIZED, "dash": "dot"},
+                line={"color": REALIZED_COLOR, "dash": "dot"},
                 name="realized (known labels)",
                 legendgroup="realized",
                 showlegend=first,
@@ -200,7 +202,7 @@ def performance_figure(results: pd.DataFrame) -> go.Figure:
                 x=list(alerts["chunk_start"]),
                 y=_gaps(alerts["estimate"]),
                 mode="markers",
-                marker={"color": _ALERT, "symbol": "x", "size": 11},
+                marker={"color": ALERT_COLOR, "symbol": "x", "size": 11},
                 name="estimate in alert",
                 legendgroup="alert",
                 showlegend=first,
@@ -227,7 +229,7 @@ def multivariate_figure(drift: pd.DataFrame) -> go.Figure:
             x=x,
             y=_gaps(rows["value"]),
             mode="lines+markers",
-            line={"color": _ESTIMATE},
+            line={"color": ESTIMATE_COLOR},
             name="reconstruction error",
         )
     )
@@ -238,7 +240,7 @@ def multivariate_figure(drift: pd.DataFrame) -> go.Figure:
             x=list(alerts["chunk_start"]),
             y=_gaps(alerts["value"]),
             mode="markers",
-            marker={"color": _ALERT, "symbol": "x", "size": 11},
+            marker={"color": ALERT_COLOR, "symbol": "x", "size": 11},
             name="alert",
         )
     )
@@ -276,7 +278,7 @@ def univariate_figure(drift: pd.DataFrame) -> go.Figure:
             z=alerts.astype(float).to_numpy().tolist(),
             zmin=0,
             zmax=1,
-            colorscale=[[0.0, "#e8f1fb"], [1.0, _ALERT]],
+            colorscale=[[0.0, "#e8f1fb"], [1.0, ALERT_COLOR]],
             showscale=False,
             text=hover,
             hoverinfo="text",
@@ -313,7 +315,7 @@ def _add_thresholds(
                 x=[x[0], x[-1]],
                 y=[value, value],
                 mode="lines",
-                line={"color": _THRESHOLD, "dash": "dash", "width": 1},
+                line={"color": THRESHOLD_COLOR, "dash": "dash", "width": 1},
                 name="alert threshold",
                 legendgroup="threshold",
                 showlegend=show_legend and column == "lower_threshold",
@@ -333,7 +335,7 @@ def _latest_metrics(results: pd.DataFrame) -> list[dict[str, Any]]:
         known = rows.dropna(subset=["realized"])
         latest.append(
             {
-                "metric": _METRIC_TITLES.get(metric, metric),
+                "metric": METRIC_TITLES.get(metric, metric),
                 "chunk": last["chunk_key"],
                 "estimate": _number(last["estimate"]),
                 "lower": _number(last["lower_bound"]),

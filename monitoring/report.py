@@ -34,12 +34,12 @@ UNIVARIATE_DRIFT = "univariate_drift"
 MULTIVARIATE_DRIFT = "multivariate_drift"
 DATA_QUALITY = "data_quality"
 
-_METRIC_TITLES = {"roc_auc": "ROC AUC", "f1": "F1", "accuracy": "Accuracy"}
-_ESTIMATE = "#1f77b4"
-_BAND = "rgba(31, 119, 180, 0.15)"
-_REALIZED = "#2ca02c"
-_THRESHOLD = "#d62728"
-_ALERT = "#d62728"
+METRIC_TITLES = {"roc_auc": "ROC AUC", "f1": "F1", "accuracy": "Accuracy"}
+ESTIMATE_COLOR = "#1f77b4"
+BAND_COLOR = "rgba(31, 119, 180, 0.15)"
+REALIZED_COLOR = "#2ca02c"
+THRESHOLD_COLOR = "#d62728"
+ALERT_COLOR = "#d62728"
 _MISMATCH = "#ff7f0e"
 _WIDTH = 1200
 _ROW_HEIGHT = 280
@@ -97,7 +97,7 @@ def performance_figure(result: MonitoringResult) -> go.Figure:
         rows=len(result.metrics),
         cols=1,
         shared_xaxes=True,
-        subplot_titles=[_METRIC_TITLES.get(m.name, m.name) for m in result.metrics],
+        subplot_titles=[METRIC_TITLES.get(m.name, m.name) for m in result.metrics],
         vertical_spacing=0.08,
     )
     starts = [chunk.start for chunk in result.chunks]
@@ -147,18 +147,18 @@ def _add_metric(
     position = {"row": row, "col": 1}
     _add_band(figure, starts, series.lower, series.upper, row, 1, in_legend)
     estimate = go.Scatter(
-        x=starts, y=_gaps(series.estimate), mode="lines+markers", line={"color": _ESTIMATE}
+        x=starts, y=_gaps(series.estimate), mode="lines+markers", line={"color": ESTIMATE_COLOR}
     )
     figure.add_trace(_styled(estimate, "estimated (CBPE)", in_legend), **position)
     realized = go.Scatter(
         x=starts,
         y=_gaps(series.realized),
         mode="lines+markers",
-        line={"color": _REALIZED, "dash": "dot"},
+        line={"color": REALIZED_COLOR, "dash": "dot"},
     )
     figure.add_trace(_styled(realized, "realized", in_legend), **position)
     _add_thresholds(figure, starts, series, row, 1, in_legend)
-    alerts = _markers(starts, series.estimate, series.alert, _ALERT, "x")
+    alerts = _markers(starts, series.estimate, series.alert, ALERT_COLOR, "x")
     figure.add_trace(_styled(alerts, "estimate in alert", in_legend), **position)
     mismatch = [bool(flag) for flag in series.estimate_realized_alert]
     mismatches = _markers(starts, series.realized, mismatch, _MISMATCH, "diamond")
@@ -180,11 +180,11 @@ def _add_statistic(
         upper = [value + margin for value, margin in zip(series.values, margins, strict=True)]
         _add_band(figure, starts, lower, upper, row, column, in_legend)
     values = go.Scatter(
-        x=starts, y=_gaps(series.values), mode="lines+markers", line={"color": _ESTIMATE}
+        x=starts, y=_gaps(series.values), mode="lines+markers", line={"color": ESTIMATE_COLOR}
     )
     figure.add_trace(_styled(values, series.method, in_legend), **position)
     _add_thresholds(figure, starts, series, row, column, in_legend)
-    alerts = _markers(starts, series.values, series.alert, _ALERT, "x")
+    alerts = _markers(starts, series.values, series.alert, ALERT_COLOR, "x")
     figure.add_trace(_styled(alerts, "alert", in_legend), **position)
 
 
@@ -206,7 +206,7 @@ def _add_band(
         mode="lines",
         line={"width": 0},
         fill="tonexty",
-        fillcolor=_BAND,
+        fillcolor=BAND_COLOR,
     )
     figure.add_trace(_styled(lower_edge, name, in_legend), row=row, col=column)
 
@@ -226,7 +226,7 @@ def _add_thresholds(
             x=[starts[0], starts[-1]],
             y=[value, value],
             mode="lines",
-            line={"color": _THRESHOLD, "dash": "dash", "width": 1},
+            line={"color": THRESHOLD_COLOR, "dash": "dash", "width": 1},
         )
         figure.add_trace(_styled(line, "threshold", in_legend), row=row, col=column)
 
