@@ -1,0 +1,429 @@
+"""Wall time per stage and peak memory of a full monitoring run on a realistic volume.
+
+Run as ``.venv/bin/python bench/monitoring.py [--reference-rows N] [--analysis-rows N]
+[--days D] [--repeats K]``. The defaults are the target workload: 100k reference and 1M
+analysis predictions of a churn model, daily chunks over 30 days, 10 continuous features
+(CDR usage aggregates, 1% of the data volumes missing) and 2 categorical ones (plan, region),
+labels known for the older half of the analysis.
+
+The data are generated once, written as Parquet, and each repeat runs in a fresh child process
+(``python bench/monitoring.py --child FOLDER``) doing what the CLI's file mode does: import,
+read the files, `fit_monitor` (CBPE, univariate and multivariate drift, data quality on the
+reference), `calculate` on the analysis, serialise the JSON. Stage times come from the core's
+own stage log records, so they time the real code path. The child then calls `calculate` a
+second time, the cost when a service keeps the fitted monitor of a model version.
+
+Peak memory is the peak resident set size of the child process, whole: the interpreter, the
+imported libraries, the data and the run (`resource.getrusage(RUSAGE_CHILDREN).ru_maxrss`
+in the parent; the child also reports its RSS after the imports and after reading the data).
+Nothing is sampled: every stage sees every row.
+
+Stage times are medians over the repeats; the machine's load average is recorded with them,
+as other work on a 2-core machine skews them. Progress goes to stderr; stdout is a table and,
+as its last line, one JSON object with every figure.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# Run as a script, this file's folder heads sys.path; the project root in front of it makes
+# the `monitoring` package importable without installing.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import argparse
+import importlib.metadata
+import json
+import logging
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+TARGET_SECONDS = 3.0
+TARGET_PEAK_MB = 1024.0
+REFERENCE_FILE = "reference.parquet"
+ANALYSIS_FILE = "analysis.parquet"
+MAPPING_FILE = "mapping.json"
+
+CONTINUOUS = [
+    "calls_out",
+    "calls_in",
+    "call_minutes",
+    "sms_out",
+    "data_mb",
+    "roaming_minutes",
+    "recharge_amount",
+    "tenure_days",
+    "days_since_recharge",
+    "dropped_calls",
+]
+CATEGORICAL = ["plan", "region"]
+PLANS = ["prepaid", "postpaid", "family", "business"]
+REGIONS = [f"region_{number}" for number in range(1, 9)]
+MAPPING: dict[str, Any] = {
+    "y_true": "churned",
+    "y_pred_proba": "churn_score",
+    "y_pred": "churn_predicted",
+    "timestamp": "scored_at",
+    "id": "prediction_id",
+    "features": [*CONTINUOUS, *CATEGORICAL],
+    "categorical": CATEGORICAL,
+}
+# Stages in the order the core logs them.
+FIT_STAGES = [
+    "prepare_reference",
+    "fit_estimator",
+    "fit_univariate_drift",
+    "fit_multivariate_drift",
+    "fit_data_quality",
+]
+CALCULATE_STAGES = [
+    "prepare_analysis",
+    "estimate_performance",
+    "realized_performance",
+    "univariate_drift",
+    "multivariate_drift",
+    "data_quality",
+]
+
+
+def generate_predictions(
+    rng: np.random.Generator, rows: int, start: pd.Timestamp, days: int
+) -> pd.DataFrame:
+    """Scored subscribers of a churn model, with the CDR aggregates it scored them on.
+
+    The score is the true churn probability of the generating model, so the model is
+    calibrated and CBPE's estimates should match the realized metrics.
+    """
+    plan = rng.choice(len(PLANS), rows, p=[0.45, 0.3, 0.15, 0.1])
+    region = rng.integers(0, len(REGIONS), rows)
+    calls_out = rng.poisson(12, rows).astype(np.float64)
+    data_mb = rng.lognormal(5.5, 1.1, rows)
+    data_mb[rng.uniform(0, 1, rows) < 0.01] = np.nan
+    tenure_days = rng.integers(1, 3000, rows).astype(np.float64)
+    days_since_recharge = rng.exponential(9, rows)
+    dropped_calls = rng.poisson(0.4, rows).astype(np.float64)
+    features = {
+        "calls_out": calls_out,
+        "calls_in": rng.poisson(10, rows) + 0.3 * calls_out,
+        "call_minutes": rng.gamma(2.0, 2.5, rows) * (1 + calls_out) / 5,
+        "sms_out": rng.poisson(4, rows).astype(np.float64),
+        "data_mb": data_mb,
+        "roaming_minutes": np.where(rng.uniform(0, 1, rows) < 0.05, rng.gamma(1.5, 20, rows), 0),
+        "recharge_amount": rng.gamma(3.0, 5.0, rows),
+        "tenure_days": tenure_days,
+        "days_since_recharge": days_since_recharge,
+        "dropped_calls": dropped_calls,
+    }
+    logit = (
+        -1.2
+        - 0.06 * (calls_out - 12)
+        - 0.35 * (np.log1p(np.nan_to_num(data_mb, nan=245.0)) - 5.5)
+        - 0.0006 * (tenure_days - 1500)
+        + 0.09 * (days_since_recharge - 9)
+        + 0.45 * dropped_calls
+        + np.array([0.6, -0.5, -0.3, -0.8])[plan]
+        + rng.normal(0, 0.6, rows)
+    )
+    score = 1 / (1 + np.exp(-logit))
+    seconds = np.sort(rng.uniform(0, days * 86_400, rows))
+    frame = pd.DataFrame(
+        {
+            "prediction_id": np.arange(rows, dtype=np.int64),
+            "scored_at": start + pd.to_timedelta(seconds, unit="s"),
+            **features,
+            "plan": pd.Categorical.from_codes(plan, PLANS),
+            "region": pd.Categorical.from_codes(region, REGIONS),
+            "churn_score": score,
+            "churn_predicted": (score >= 0.5).astype(np.int8),
+            "churned": rng.binomial(1, score).astype(np.float32),
+        }
+    )
+    return frame
+
+
+def write_inputs(folder: Path, reference_rows: int, analysis_rows: int, days: int) -> None:
+    """Generate the reference (the month before) and the analysis, and write them."""
+    rng = np.random.default_rng(20240301)
+    start = pd.Timestamp("2024-03-01")
+    reference = generate_predictions(rng, reference_rows, start - pd.Timedelta(days=days), days)
+    reference.to_parquet(folder / REFERENCE_FILE, index=False)
+    analysis = generate_predictions(rng, analysis_rows, start, days)
+    # Labels arrive late: only the older half of the analysis period has them.
+    unlabelled = analysis["scored_at"] >= start + pd.Timedelta(days=days / 2)
+    analysis.loc[unlabelled, "churned"] = np.nan
+    analysis.to_parquet(folder / ANALYSIS_FILE, index=False)
+    (folder / MAPPING_FILE).write_text(json.dumps(MAPPING), encoding="utf-8")
+
+
+def child(folder: Path) -> dict[str, Any]:
+    """One timed run in this process: what the parent measures, as a dict."""
+    started = time.perf_counter()
+    from monitoring.core import fit_monitor
+    from monitoring.files import load_mapping, read_frame
+    from monitoring.spec import Chunking
+
+    timings: dict[str, float] = {"import": time.perf_counter() - started}
+    cpu_timings: dict[str, float] = {}
+    rss_after_import = _rss_mb()
+
+    class StageRecorder(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            fields = vars(record)
+            if "stage" in fields:
+                timings[fields["stage"]] = fields["seconds"]
+                cpu_timings[fields["stage"]] = fields["cpu_seconds"]
+
+    core_log = logging.getLogger("monitoring.core")
+    core_log.addHandler(StageRecorder())
+    core_log.setLevel(logging.DEBUG)
+    core_log.propagate = False
+
+    started = time.perf_counter()
+    mapping = load_mapping(folder / MAPPING_FILE)
+    reference = read_frame(folder / REFERENCE_FILE)
+    analysis = read_frame(folder / ANALYSIS_FILE)
+    timings["read_files"] = time.perf_counter() - started
+    rss_after_read = _rss_mb()
+
+    started, cpu_started = time.perf_counter(), time.process_time()
+    monitor = fit_monitor(reference, mapping, Chunking(period="D"))
+    result = monitor.calculate(analysis)
+    timings["run"] = time.perf_counter() - started
+    cpu_timings["run"] = time.process_time() - cpu_started
+    started = time.perf_counter()
+    text = json.dumps(result.to_json(), allow_nan=False)
+    timings["to_json"] = time.perf_counter() - started
+    peak_after_run = _peak_rss_mb()
+
+    # The second calculation logs its stages too; the table shows the first's.
+    first_calculation = {name: timings[name] for name in CALCULATE_STAGES}
+    first_cpu = {name: cpu_timings[name] for name in CALCULATE_STAGES}
+    started, cpu_started = time.perf_counter(), time.process_time()
+    monitor.calculate(analysis)
+    timings["calculate_again"] = time.perf_counter() - started
+    cpu_timings["calculate_again"] = time.process_time() - cpu_started
+    timings.update(first_calculation)
+    cpu_timings.update(first_cpu)
+
+    roc_auc = result.metric("roc_auc")
+    gaps = [
+        abs(estimate - realized)
+        for estimate, realized in zip(roc_auc.estimate, roc_auc.realized, strict=True)
+        if not np.isnan(realized)
+    ]
+    return {
+        "timings": timings,
+        "cpu_timings": cpu_timings,
+        "rss_after_import_mb": rss_after_import,
+        "rss_after_read_mb": rss_after_read,
+        "peak_rss_after_run_mb": peak_after_run,
+        "json_bytes": len(text),
+        "chunks": len(result.chunks),
+        "reference_chunks": result.reference_chunks,
+        "alerts": result.alert_counts(),
+        "warnings": len(result.warnings),
+        "roc_auc_mean_abs_estimate_error": float(np.mean(gaps)) if gaps else None,
+    }
+
+
+def _rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+def run_children(folder: Path, repeats: int) -> tuple[list[dict[str, Any]], float]:
+    """Run ``repeats`` child processes; their reports and the peak RSS of any of them."""
+    reports = []
+    environment = {**os.environ, "NML_DISABLE_USAGE_LOGGING": "1"}
+    for repeat in range(1, repeats + 1):
+        print(f"run {repeat}/{repeats} ...", file=sys.stderr, flush=True)
+        completed = subprocess.run(
+            [sys.executable, __file__, "--child", str(folder)],
+            check=True,
+            capture_output=True,
+            text=True,
+            env=environment,
+        )
+        reports.append(json.loads(completed.stdout.splitlines()[-1]))
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return reports, peak_mb
+
+
+def summarise(
+    reports: list[dict[str, Any]],
+    peak_mb: float,
+    args: argparse.Namespace,
+    load: tuple[Sequence[float], Sequence[float]],
+) -> dict[str, Any]:
+    """Every figure of the benchmark, medians over the repeats."""
+    names = [
+        "import",
+        "read_files",
+        *FIT_STAGES,
+        *CALCULATE_STAGES,
+        "run",
+        "to_json",
+        "calculate_again",
+    ]
+    median = {
+        name: statistics.median(report["timings"][name] for report in reports) for name in names
+    }
+    cpu_names = [*FIT_STAGES, *CALCULATE_STAGES, "run", "calculate_again"]
+    cpu = {
+        name: statistics.median(report["cpu_timings"][name] for report in reports)
+        for name in cpu_names
+    }
+    fit = sum(median[name] for name in FIT_STAGES)
+    calculate = sum(median[name] for name in CALCULATE_STAGES)
+    first = reports[0]
+    return {
+        "workload": {
+            "reference_rows": args.reference_rows,
+            "analysis_rows": args.analysis_rows,
+            "days": args.days,
+            "chunking": "D",
+            "continuous_features": len(CONTINUOUS),
+            "categorical_features": len(CATEGORICAL),
+            "labelled_analysis_share": 0.5,
+            "chunks": first["chunks"],
+            "reference_chunks": first["reference_chunks"],
+        },
+        "repeats": len(reports),
+        "seconds": {
+            **{name: round(value, 3) for name, value in median.items()},
+            "fit_total": round(fit, 3),
+            "calculate_total": round(calculate, 3),
+            "total": round(median["run"], 3),
+            "total_with_read_and_json": round(
+                median["read_files"] + median["run"] + median["to_json"], 3
+            ),
+            "runs": [round(report["timings"]["run"], 3) for report in reports],
+        },
+        "cpu_seconds": {
+            **{name: round(value, 3) for name, value in cpu.items()},
+            "fit_total": round(sum(cpu[name] for name in FIT_STAGES), 3),
+            "calculate_total": round(sum(cpu[name] for name in CALCULATE_STAGES), 3),
+            "total": round(cpu["run"], 3),
+        },
+        "memory_mb": {
+            "peak_rss": round(peak_mb, 1),
+            "peak_rss_of_the_monitoring_run": round(first["peak_rss_after_run_mb"], 1),
+            "rss_after_import": round(first["rss_after_import_mb"], 1),
+            "rss_after_read": round(first["rss_after_read_mb"], 1),
+            "method": "peak RSS of the child process (getrusage RUSAGE_CHILDREN ru_maxrss)",
+        },
+        "targets": {
+            "total_seconds": TARGET_SECONDS,
+            "peak_mb": TARGET_PEAK_MB,
+            "total_met": median["run"] <= TARGET_SECONDS,
+            "memory_met": peak_mb < TARGET_PEAK_MB,
+        },
+        "checks": {
+            "alerts": first["alerts"],
+            "warnings": first["warnings"],
+            "roc_auc_mean_abs_estimate_error": first["roc_auc_mean_abs_estimate_error"],
+            "json_bytes": first["json_bytes"],
+        },
+        "machine": {
+            "cpus": os.cpu_count(),
+            "load_average_before": [round(value, 2) for value in load[0]],
+            "load_average_after": [round(value, 2) for value in load[1]],
+            "python": platform.python_version(),
+            # Not `import nannyml`: that would start flaml's Spark JVM in this process.
+            "nannyml": importlib.metadata.version("nannyml"),
+            "pandas": pd.__version__,
+            "numpy": np.__version__,
+        },
+    }
+
+
+def table(summary: dict[str, Any]) -> str:
+    """The figures for people."""
+    seconds = summary["seconds"]
+    cpu = summary["cpu_seconds"]
+    workload = summary["workload"]
+    memory = summary["memory_mb"]
+    lines = [
+        f"monitoring benchmark: {workload['reference_rows']:,} reference and "
+        f"{workload['analysis_rows']:,} analysis rows, {workload['chunks']} daily chunks "
+        f"(reference: {workload['reference_chunks']}), median of {summary['repeats']} runs",
+        "",
+        f"{'stage':<30}{'wall s':>9}{'CPU s':>9}",
+    ]
+
+    def row(name: str, label: str | None = None) -> None:
+        cpu_text = f"{cpu[name]:>9.3f}" if name in cpu else f"{'':>9}"
+        lines.append(f"{label or name:<30}{seconds[name]:>9.3f}{cpu_text}")
+
+    row("import", "import (not in total)")
+    row("read_files", "read Parquet (not in total)")
+    for name in FIT_STAGES:
+        row(name)
+    row("fit_total", "= fit on the reference")
+    for name in CALCULATE_STAGES:
+        row(name)
+    row("calculate_total", "= calculate on the analysis")
+    row("total", "TOTAL (fit + calculate)")
+    row("to_json", "to_json + dumps (not in total)")
+    row("calculate_again", "calculate again, fit kept")
+    lines += [
+        "",
+        f"peak RSS {memory['peak_rss']:.0f} MB, of the child process: interpreter and imports "
+        f"{memory['rss_after_import']:.0f} MB, after reading the files "
+        f"{memory['rss_after_read']:.0f} MB",
+        f"targets: total <= {TARGET_SECONDS} s: {summary['targets']['total_met']}; "
+        f"peak < {TARGET_PEAK_MB:.0f} MB: {summary['targets']['memory_met']}",
+        f"load average before/after: {summary['machine']['load_average_before']} / "
+        f"{summary['machine']['load_average_after']} on {summary['machine']['cpus']} CPUs",
+    ]
+    return "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--reference-rows", type=int, default=100_000)
+    parser.add_argument("--analysis-rows", type=int, default=1_000_000)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Generate the data, time the children, print the table and the JSON line."""
+    args = _parser().parse_args(argv)
+    if args.child is not None:
+        print(json.dumps(child(args.child)))
+        return 0
+    with tempfile.TemporaryDirectory(prefix="bench-monitoring-") as name:
+        folder = Path(name)
+        print("generating and writing the predictions ...", file=sys.stderr, flush=True)
+        write_inputs(folder, args.reference_rows, args.analysis_rows, args.days)
+        load_before = os.getloadavg()
+        reports, peak_mb = run_children(folder, args.repeats)
+        load_after = os.getloadavg()
+    summary = summarise(reports, peak_mb, args, (load_before, load_after))
+    print(table(summary))
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
