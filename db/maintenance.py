@@ -1,13 +1,16 @@
-"""Bulk operations on the CDR tables for the insert benchmark: empty, fingerprint, bulk load."""
+"""Bulk operations for the benchmarks: empty, fingerprint and bulk-load the CDR tables; count
+the rows Spark wrote to a staging table."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from db.connection import Connection, Cursor, transaction
 from db.schema import CDR_COLUMNS, LABEL_COLUMN, USAGE_COLUMNS
+from db.staging import STAGING_MARK
 
 # Child table first: `ingest_batches` references `ingest_sources`, which is kept.
 _TRUNCATE = ("TRUNCATE TABLE ingest_batches", "TRUNCATE TABLE DP_CDR_Data")
@@ -26,6 +29,7 @@ _LOAD_CSV = (
 )
 # The path is spliced into a quoted literal: none of these may appear in it.
 _UNSAFE_PATH_CHARACTERS = frozenset("'\"`\\")
+_STAGING_NAME = re.compile(rf"^[A-Za-z][A-Za-z0-9_]{{0,40}}{STAGING_MARK}[0-9a-f]{{8}}$")
 
 
 @dataclass(frozen=True)
@@ -84,3 +88,26 @@ def load_cdr_csv(cursor: Cursor, path: Path) -> None:
     # A file name cannot be a bound parameter of LOAD DATA. The callers pass a temporary
     # path they created themselves, and it was checked above for anything ending the literal.
     cursor.execute(_LOAD_CSV.format(path=text))
+
+
+def staged_row_count(conn: Connection, staging: str) -> int:
+    """Rows in a staging table made by :func:`db.staging.create_staging`.
+
+    Raises:
+        ValueError: ``staging`` is not the name of a staging table.
+    """
+    if not _STAGING_NAME.match(staging):
+        raise ValueError(f"{staging!r} is not a staging table")
+    with transaction(conn) as cursor:
+        # A table name cannot be a bound parameter; this one matched the staging pattern.
+        cursor.execute(f"SELECT COUNT(*) FROM `{staging}`")  # noqa: S608
+        (rows,) = cursor.fetchone()
+    return int(rows)
+
+
+def server_pid_file(conn: Connection) -> str:
+    """The server's pid file (``@@pid_file``): which process serves this connection."""
+    with transaction(conn) as cursor:
+        cursor.execute("SELECT @@pid_file")
+        (path,) = cursor.fetchone()
+    return str(path)

@@ -64,8 +64,10 @@ def replace_processed_range(conn: Connection, staging: str, start: date, end: da
             "ORDER BY `Date`, `User`",
             (start, end),
         )
-        cursor.execute(_COUNT_RANGE, (start, end))
-        (stored,) = cursor.fetchone()
+        # The range was emptied above, and under REPEATABLE READ the DELETE's next-key locks
+        # keep other writers out of it until the commit: the rows inserted are the rows
+        # stored, so they need not be counted again (~0.4 s per 1M rows).
+        stored = cursor.rowcount
     return int(stored)
 
 
