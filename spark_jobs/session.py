@@ -77,6 +77,10 @@ def spark_config(settings: Settings, app_name: str) -> dict[str, Any]:
         "spark.sql.shuffle.partitions": str(settings.spark_shuffle_partitions or 4),
         "spark.sql.adaptive.enabled": "true",
         "spark.sql.adaptive.coalescePartitions.enabled": "true",
+        # Cached frames (the analysis' aggregate, the model's rows) are a few hundred MB at
+        # most: storing them uncompressed spends memory we have to save CPU we lack,
+        # ~1 of ~12 Spark CPU-seconds per analysis of 1M rows (bench/spark.py).
+        "spark.sql.inMemoryColumnarStorage.compressed": "false",
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.ui.showConsoleProgress": "false",
