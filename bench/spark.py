@@ -52,6 +52,7 @@ from functools import partial, wraps
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from bench.ingest import expected_fingerprint, same_fingerprint
+from config.cli import positive_int
 from config.settings import ConfigError, PipelineDates, Settings, load_settings
 from db.connection import connection, database_exists, drop_database, server_version
 from db.errors import DatabaseError, MigrationError
@@ -933,9 +934,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line: rows, repeats, which parts to run, whether to keep the databases."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument(
-        "--rows", type=_positive_int, default=DEFAULT_ROWS, help="raw rows, about (1M)"
+        "--rows", type=positive_int, default=DEFAULT_ROWS, help="raw rows, about (1M)"
     )
-    parser.add_argument("--repeats", type=_positive_int, default=3, help="timed repeats (3)")
+    parser.add_argument("--repeats", type=positive_int, default=3, help="timed repeats (3)")
     parser.add_argument("--keep", action="store_true", help="keep the databases for the next run")
     parser.add_argument(
         "--skip-model", action="store_true", help="leave out the models and the scoring"
@@ -950,13 +951,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         if not name.startswith("sparkbench_"):
             parser.error(f"{name}: the bench only creates and drops databases named sparkbench_*")
     return args
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} is not a positive whole number")
-    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:

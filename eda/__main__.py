@@ -17,6 +17,7 @@ from pathlib import Path
 import mysql.connector.errors as mysql_errors
 import pandas as pd
 
+from config.cli import positive_int
 from config.settings import ConfigError, Settings, load_query_params, load_settings
 from db.connection import connection, transaction
 from db.eda_queries import (
@@ -56,16 +57,6 @@ class RangeData:
     sample: pd.DataFrame
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {text!r}")
-    return value
-
-
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m eda",
@@ -85,7 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--sample-rows",
-        type=_positive_int,
+        type=positive_int,
         default=DEFAULT_SAMPLE_ROWS,
         help="the most rows read per churn label for quartiles, distributions and "
         f"correlations (default: {DEFAULT_SAMPLE_ROWS:,})",

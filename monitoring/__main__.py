@@ -32,6 +32,7 @@ from typing import NoReturn
 
 from pydantic import ValidationError
 
+from config.cli import positive_int
 from config.settings import ConfigError, Settings, load_settings
 from db.errors import DatabaseError
 from monitoring.errors import InputError, MonitoringError
@@ -61,16 +62,6 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {message}\n")
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive whole number, not {text!r}")
-    return value
-
-
 def _parser() -> _Parser:
     parser = _Parser(
         prog="python -m monitoring",
@@ -98,11 +89,11 @@ def _parser() -> _Parser:
         metavar="|".join(CHUNK_PERIODS),
         help="chunk by day, week or month (default: D)",
     )
-    chunks.add_argument("--chunk-size", type=_positive_int, help="chunk by this many rows")
+    chunks.add_argument("--chunk-size", type=positive_int, help="chunk by this many rows")
     run.add_argument("--output", type=Path, help="also write the report (CSV, plots) here")
     run.add_argument(
         "--min-chunk-rows",
-        type=_positive_int,
+        type=positive_int,
         help=f"warn about smaller chunks (default: {MIN_CHUNK_ROWS}; database mode: "
         "MONITORING_MIN_CHUNK_ROWS)",
     )
@@ -122,8 +113,8 @@ def _parser() -> _Parser:
 
     serve = commands.add_parser("serve", help="serve the monitoring API and dashboard")
     serve.add_argument("--host", help="address to listen on (default: MONITORING_HOST)")
-    serve.add_argument("--port", type=_positive_int, help="port (default: MONITORING_PORT, 5001)")
-    serve.add_argument("--threads", type=_positive_int, default=4, help="request threads")
+    serve.add_argument("--port", type=positive_int, help="port (default: MONITORING_PORT, 5001)")
+    serve.add_argument("--threads", type=positive_int, default=4, help="request threads")
     serve.set_defaults(handler=_serve)
 
     poll = commands.add_parser("poll", help="run monitoring whenever new predictions land")
