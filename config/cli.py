@@ -1,8 +1,42 @@
-"""Argument types shared by the command-line entry points."""
+"""The one convention every command-line entry point follows.
+
+Exit status, the same in every CLI of the project:
+
+- ``0`` (:data:`EXIT_OK`): done;
+- ``1`` (:data:`EXIT_FAILED`): nothing to do, data that does not allow it, or a server that
+  cannot be reached;
+- ``2`` (:data:`EXIT_USAGE`): a usage or configuration mistake (a bad flag, setting or file).
+
+Every flag shows its default in ``--help`` (:class:`HelpFormatter`); date ranges come from the
+config file and are overridden by ``--start``/``--end`` (:func:`add_date_range`).
+"""
 
 from __future__ import annotations
 
 import argparse
+import logging
+import sys
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+LOG_DATE_FORMAT = "%H:%M:%S"
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows each flag's default and keeps the module docstring's layout."""
+
+
+def parser(prog: str, description: str | None) -> argparse.ArgumentParser:
+    """An argument parser with the project's help format."""
+    return argparse.ArgumentParser(
+        prog=prog, description=description, formatter_class=HelpFormatter
+    )
 
 
 def positive_int(text: str) -> int:
@@ -14,3 +48,76 @@ def positive_int(text: str) -> int:
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be a positive whole number, not {text!r}")
     return value
+
+
+def iso_date(text: str) -> date:
+    """An argparse type: a ``YYYY-MM-DD`` calendar date."""
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a YYYY-MM-DD date: {text!r}") from None
+
+
+def add_date_range(
+    command: argparse.ArgumentParser,
+    *,
+    config_help: str = "the JSON file with the date range (default: the CONFIG_PATH setting)",
+    start_help: str = "first date, YYYY-MM-DD; overrides the config file",
+    end_help: str = "last date, YYYY-MM-DD; overrides the config file",
+) -> None:
+    """Add ``--config``, ``--start`` and ``--end`` with the same meaning everywhere."""
+    command.add_argument("--config", type=Path, default=None, help=config_help)
+    command.add_argument("--start", type=iso_date, default=None, help=start_help)
+    command.add_argument("--end", type=iso_date, default=None, help=end_help)
+
+
+def check_range(start: date | None, end: date | None) -> None:
+    """Raise a usage error (exit 2) when ``start`` is after ``end``."""
+    if start is not None and end is not None and start > end:
+        raise UsageError(f"--start {start} is after --end {end}")
+
+
+class UsageError(Exception):
+    """A usage mistake found after argument parsing; the CLI exits 2 with this message."""
+
+
+def configure_logging(verbose: bool = False) -> None:
+    """One log format for every CLI, Python's lines and Spark's alike.
+
+    Quiet by default: our own progress at INFO, third-party chatter at WARNING.
+    """
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format=LOG_FORMAT,
+        datefmt=LOG_DATE_FORMAT,
+        force=True,
+    )
+    if not verbose:
+        for noisy in ("py4j", "urllib3", "matplotlib", "PIL", "waitress.queue"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def fail(message: str, code: int = EXIT_FAILED) -> int:
+    """Print ``error: message`` to stderr and return ``code`` for ``sys.exit``."""
+    print(f"error: {message}", file=sys.stderr)
+    return code
+
+
+def run(main: Callable[[], int]) -> int:
+    """Run a CLI body, turning the project's errors into the shared exit codes.
+
+    Configuration and usage mistakes exit 2; an unreachable or refusing server, and every
+    other error of our own hierarchies that reaches the edge, exit 1. Anything else is a bug
+    and keeps its traceback.
+    """
+    from config.settings import ConfigError
+    from db.errors import DatabaseError
+
+    try:
+        return main()
+    except (ConfigError, UsageError) as exc:
+        return fail(str(exc), EXIT_USAGE)
+    except DatabaseError as exc:
+        return fail(str(exc), EXIT_FAILED)
+    except KeyboardInterrupt:
+        return fail("interrupted", 130)

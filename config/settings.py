@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     db_name: str = Field("RawData", pattern=r"^[A-Za-z0-9_]{1,64}$")
     db_socket: str | None = None
     db_connect_timeout: int = Field(5, gt=0)
+    # When set, the endpoints that change state require `Authorization: Bearer <API_TOKEN>`.
+    api_token: SecretStr | None = None
 
     output_dir: Path = PROJECT_ROOT / "output"
     config_path: Path = PROJECT_ROOT / "config" / "config.json"
