@@ -79,6 +79,12 @@ class Settings(BaseSettings):
     stream_retry_max_seconds: float = Field(300, ge=0)
     stream_retry_initial_backoff: float = Field(0.5, gt=0)
     stream_retry_max_backoff: float = Field(30, gt=0)
+    # A stream's statement that waits longer than this on the server fails and is retried, so
+    # a hung server shows as `retrying` instead of freezing the stream.
+    stream_statement_timeout: float = Field(15, gt=0)
+    # One service writes a stream: it holds the stream's lease in the database, renewed as it
+    # writes; a lease not renewed for this long (a crashed service) can be taken over.
+    stream_lease_seconds: float = Field(60, gt=0)
     # Recent days of history the stream samples its subscribers from.
     stream_base_days: int = Field(7, gt=0)
     stream_base_max_rows: int = Field(200_000, gt=0)

@@ -21,8 +21,24 @@ Connection = MySQLConnectionAbstract
 Cursor = Any
 
 
-def connect(settings: Settings, *, with_database: bool = True, **options: Any) -> Connection:
+def connect(
+    settings: Settings,
+    *,
+    with_database: bool = True,
+    statement_timeout: float | None = None,
+    **options: Any,
+) -> Connection:
     """Open a connection (autocommit off) to the server, and to ``DB_NAME`` unless told not to.
+
+    Args:
+        settings: The connection settings.
+        with_database: Select ``DB_NAME``.
+        statement_timeout: Bound every wait on the server to this many seconds (a hung server
+            then fails the statement with a lost connection, which is transient). Such a
+            connection uses the pure-Python client: the C extension can bound neither a
+            statement nor its hold on the GIL, which freezes every thread of the process
+            while the server hangs.
+        **options: Further `mysql.connector.connect` arguments.
 
     Raises:
         DatabaseUnavailable: the server does not answer.
@@ -37,10 +53,12 @@ def connect(settings: Settings, *, with_database: bool = True, **options: Any) -
         "autocommit": False,
         "charset": "utf8mb4",
         "collation": "utf8mb4_general_ci",
-        "use_pure": not mysql.connector.HAVE_CEXT,
+        "use_pure": statement_timeout is not None or not mysql.connector.HAVE_CEXT,
         **options,
     }
-    if not mysql.connector.HAVE_CEXT:
+    if statement_timeout is not None:
+        params["connection_timeout"] = min(settings.db_connect_timeout, statement_timeout)
+    elif not mysql.connector.HAVE_CEXT:
         log.warning("the connector's C extension is unavailable; using the slower pure client")
     if settings.db_socket:
         params["unix_socket"] = settings.db_socket
@@ -53,7 +71,16 @@ def connect(settings: Settings, *, with_database: bool = True, **options: Any) -
         if is_transient(exc):
             raise DatabaseUnavailable(f"database server {where} is unreachable: {exc.msg}") from exc
         raise DatabaseError(f"database server {where} refused the connection: {exc.msg}") from exc
+    if statement_timeout is not None:
+        _bound_statements(conn, statement_timeout)
     return conn  # type: ignore[return-value]
+
+
+def _bound_statements(conn: Any, seconds: float) -> None:
+    # The pure client bounds only the handshake by `connection_timeout` and then clears its
+    # socket's timeout; setting it again bounds every later read and write. The driver (9.0)
+    # has no public option for it.
+    conn._socket.set_connection_timeout(seconds)
 
 
 @contextmanager

@@ -12,6 +12,7 @@ import mysql.connector.errors as mysql_errors
 
 from db.cdr import Row, insert_cdr_rows
 from db.connection import Connection, transaction
+from db.errors import DatabaseError
 
 SourceKind = Literal["stream", "generator", "csv", "gcs"]
 SourceState = Literal["running", "completed", "stopped", "failed"]
@@ -21,15 +22,39 @@ _SELECT_SOURCE = (
     "SELECT source_id, kind, description, params, total_batches, anchor_date, state, last_error "
     "FROM ingest_sources WHERE source_id = %s"
 )
+# A no-op on an existing id, so that two services registering one id at once both succeed
+# and then read the one stored row (a read-then-insert raced into duplicate-key errors).
 _INSERT_SOURCE = (
     "INSERT INTO ingest_sources (source_id, kind, description, params, total_batches, anchor_date) "
-    "VALUES (%s, %s, %s, %s, %s, %s)"
+    "VALUES (%s, %s, %s, %s, %s, %s) ON DUPLICATE KEY UPDATE source_id = source_id"
 )
 _UPDATE_STATE = (
     "UPDATE ingest_sources SET state = %s, last_error = %s, total_batches = %s WHERE source_id = %s"
 )
 _SELECT_BATCHES = "SELECT batch_no, row_count FROM ingest_batches WHERE source_id = %s"
 _INSERT_BATCH = "INSERT INTO ingest_batches (source_id, batch_no, row_count) VALUES (%s, %s, %s)"
+_ENSURE_LEASE = (
+    "INSERT INTO stream_leases (source_id, owner, expires_at) VALUES (%s, '', NOW(3)) "
+    "ON DUPLICATE KEY UPDATE source_id = source_id"
+)
+_LOCK_LEASE = "SELECT owner, expires_at > NOW(3) FROM stream_leases WHERE source_id = %s FOR UPDATE"
+_TAKE_LEASE = (
+    "UPDATE stream_leases SET owner = %s, expires_at = NOW(3) + INTERVAL %s MICROSECOND "
+    "WHERE source_id = %s"
+)
+_RENEW_LEASE = (
+    "UPDATE stream_leases SET expires_at = NOW(3) + INTERVAL %s MICROSECOND "
+    "WHERE source_id = %s AND owner = %s"
+)
+_RELEASE_LEASE = "DELETE FROM stream_leases WHERE source_id = %s AND owner = %s"
+
+
+class LeaseHeld(DatabaseError):
+    """Another service holds the stream's lease: it writes that stream now."""
+
+
+class LeaseLost(DatabaseError):
+    """This service's lease on a stream expired and another service took it over."""
 
 
 @dataclass(frozen=True)
@@ -71,9 +96,6 @@ def register_source(conn: Connection, source: Source) -> Source:
 
     Returning the stored source lets a resumed load keep its original anchor date.
     """
-    existing = get_source(conn, source.source_id)
-    if existing is not None:
-        return existing
     with transaction(conn) as cursor:
         cursor.execute(
             _INSERT_SOURCE,
@@ -86,7 +108,10 @@ def register_source(conn: Connection, source: Source) -> Source:
                 source.anchor_date,
             ),
         )
-    return source
+    stored = get_source(conn, source.source_id)
+    if stored is None:  # only a concurrent delete could do this; ingest sources are kept
+        raise DatabaseError(f"source {source.source_id} vanished while it was registered")
+    return stored
 
 
 def set_source_state(
@@ -110,12 +135,31 @@ def committed_batches(conn: Connection, source_id: str) -> dict[int, int]:
 
 
 def write_batch(
-    conn: Connection, source_id: str, batch_no: int, rows: Sequence[Row], chunk_rows: int
+    conn: Connection,
+    source_id: str,
+    batch_no: int,
+    rows: Sequence[Row],
+    chunk_rows: int,
+    *,
+    lease: tuple[str, float] | None = None,
 ) -> bool:
     """Insert ``rows`` and their batch-log row in one transaction.
 
-    Returns False, inserting nothing, when the batch was committed before: a retry after a
-    commit whose acknowledgement was lost must not insert the rows twice.
+    Args:
+        conn: The connection; its transaction is committed here.
+        source_id: The source the batch belongs to.
+        batch_no: The batch's number within the source.
+        rows: The CDR rows.
+        chunk_rows: Rows per INSERT statement.
+        lease: ``(owner, seconds)``: write only while ``owner`` holds the source's lease, and
+            renew it for ``seconds`` in the same transaction.
+
+    Returns:
+        False, inserting nothing, when the batch was committed before: a retry after a commit
+        whose acknowledgement was lost must not insert the rows twice.
+
+    Raises:
+        LeaseLost: ``lease`` was given and its owner no longer holds the lease.
     """
     with transaction(conn) as cursor:
         try:
@@ -124,5 +168,54 @@ def write_batch(
             if exc.errno == _DUPLICATE_KEY:
                 return False
             raise
+        if lease is not None:
+            _renew(cursor, source_id, *lease)
         insert_cdr_rows(conn, cursor, rows, chunk_rows)
     return True
+
+
+def acquire_lease(conn: Connection, source_id: str, owner: str, seconds: float) -> None:
+    """Take the lease on ``source_id`` for ``owner`` unless another owner holds it unexpired.
+
+    Raises:
+        LeaseHeld: another owner's lease has not expired.
+    """
+    with transaction(conn) as cursor:
+        # Make sure the row exists, then lock it: concurrent takers queue on the row lock
+        # and each sees the previous one's outcome.
+        cursor.execute(_ENSURE_LEASE, (source_id,))
+        cursor.execute(_LOCK_LEASE, (source_id,))
+        holder, unexpired = cursor.fetchone()
+        if holder and holder != owner and unexpired:
+            raise LeaseHeld(f"stream {source_id} is being written by another ingest service")
+        cursor.execute(_TAKE_LEASE, (owner, _microseconds(seconds), source_id))
+
+
+def renew_lease(conn: Connection, source_id: str, owner: str, seconds: float) -> None:
+    """Extend ``owner``'s lease on ``source_id`` by ``seconds`` from now.
+
+    Raises:
+        LeaseLost: ``owner`` no longer holds the lease.
+    """
+    with transaction(conn) as cursor:
+        _renew(cursor, source_id, owner, seconds)
+
+
+def release_lease(conn: Connection, source_id: str, owner: str) -> None:
+    """Give up ``owner``'s lease on ``source_id`` (nothing happens if it holds none)."""
+    with transaction(conn) as cursor:
+        cursor.execute(_RELEASE_LEASE, (source_id, owner))
+
+
+def _renew(cursor: Any, source_id: str, owner: str, seconds: float) -> None:
+    # Read under lock rather than trust the UPDATE's row count: an update that sets the same
+    # expiry (two renewals within a millisecond) counts zero rows changed.
+    cursor.execute(_LOCK_LEASE, (source_id,))
+    row = cursor.fetchone()
+    if row is None or row[0] != owner:
+        raise LeaseLost(f"the lease on stream {source_id} expired and another service took it")
+    cursor.execute(_RENEW_LEASE, (_microseconds(seconds), source_id, owner))
+
+
+def _microseconds(seconds: float) -> int:
+    return max(int(seconds * 1_000_000), 1)

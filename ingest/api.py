@@ -1,22 +1,29 @@
-"""The streaming simulator's HTTP API: one blueprint for the stream, one for operations."""
+"""The streaming simulator's HTTP API: one blueprint for the stream, one for operations.
+
+No view waits on the database while a stream runs: the status and metrics come from the
+stream's memory, and `/health` bounds its one check to :data:`HEALTH_TIMEOUT_S`.
+"""
 
 from __future__ import annotations
 
 import logging
 from typing import Any, Literal
 
-from flask import Blueprint, Flask, Response, current_app, jsonify, request
+from flask import Blueprint, Response, current_app, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from werkzeug.exceptions import HTTPException
 
 from config.settings import Settings
-from db.connection import ping
+from config.web import ApiError, instance_id, json_body, token_required, validation_error
+from db.connection import connection, transaction
 from db.errors import DatabaseError, DatabaseUnavailable
 from ingest.scenario import Scenario
 from ingest.stream import StreamConflict, StreamManager
 
 log = logging.getLogger(__name__)
+
+# `/health` must answer quickly even while the database hangs: its check gives up after this.
+HEALTH_TIMEOUT_S = 0.8
 
 stream_bp = Blueprint("stream", __name__)
 ops_bp = Blueprint("ops", __name__)
@@ -40,16 +47,6 @@ class StartStreamRequest(BaseModel):
     )
 
 
-class RequestError(Exception):
-    """A client error, answered with ``status`` and a JSON body naming the problem."""
-
-    def __init__(self, status: int, message: str, errors: list[dict[str, str]] | None = None):
-        super().__init__(message)
-        self.status = status
-        self.message = message
-        self.errors = errors or []
-
-
 def _streams() -> StreamManager:
     manager: StreamManager = current_app.extensions["ingest.streams"]
     return manager
@@ -64,21 +61,14 @@ def parse_start_request(body: Any, settings: Settings) -> StartStreamRequest:
     """Validate a `POST /start_stream` body against the schema and the configured maxima.
 
     Raises:
-        RequestError: with status 400 and one entry per bad field.
+        ApiError: 400 ``invalid_request``, with one entry per bad field.
     """
     if not isinstance(body, dict):
-        raise _body_error("the request body must be a JSON object")
+        raise ApiError(400, "invalid_request", "the request body must be a JSON object")
     try:
         parsed = StartStreamRequest.model_validate(body)
     except ValidationError as exc:
-        errors = [
-            {
-                "field": ".".join(str(part) for part in error["loc"]) or "(body)",
-                "message": _plain(error),
-            }
-            for error in exc.errors()
-        ]
-        raise RequestError(400, _summary(errors), errors) from exc
+        raise validation_error(exc) from exc
     maxima = (
         ("batch_size", parsed.batch_size, settings.stream_max_batch_size),
         ("num_batches", parsed.num_batches, settings.stream_max_batches),
@@ -90,36 +80,15 @@ def parse_start_request(body: Any, settings: Settings) -> StartStreamRequest:
         if value > limit
     ]
     if errors:
-        raise RequestError(400, _summary(errors), errors)
+        summary = "; ".join(f"{e['field']} {e['message']}" for e in errors)
+        raise ApiError(400, "invalid_request", summary, errors)
     return parsed
 
 
-def _body_error(message: str) -> RequestError:
-    return RequestError(400, message, [{"field": "(body)", "message": message}])
-
-
-def _plain(error: Any) -> str:
-    if error["type"] == "extra_forbidden":
-        return "is not a recognised field"
-    if error["type"] == "missing":
-        return "is required"
-    message = str(error["msg"]).removeprefix("Value error, ")
-    return message.replace("Input should be", "must be", 1)
-
-
-def _summary(errors: list[dict[str, str]]) -> str:
-    return "; ".join(f"{e['field']} {e['message']}" for e in errors)
-
-
 @stream_bp.post("/start_stream")
+@token_required
 def start_stream() -> tuple[Response, int]:
-    try:
-        body = request.get_json(silent=True)
-    except RecursionError:  # silent=True swallows only ValueError
-        raise _body_error("the request body is nested too deeply") from None
-    if body is None:
-        raise _body_error("the request body must be JSON (Content-Type: application/json)")
-    spec = parse_start_request(body, _settings())
+    spec = parse_start_request(json_body(), _settings())
     try:
         runner = _streams().start(
             batch_size=spec.batch_size,
@@ -131,7 +100,7 @@ def start_stream() -> tuple[Response, int]:
             stream_id=spec.stream_id,
         )
     except StreamConflict as exc:
-        raise RequestError(409, str(exc)) from exc
+        raise ApiError(409, "stream_conflict", str(exc)) from exc
     status = runner.status()
     return jsonify(
         {
@@ -153,56 +122,44 @@ def stream_status() -> tuple[Response, int]:
 
 
 @stream_bp.post("/stop_stream")
+@token_required
 def stop_stream() -> tuple[Response, int]:
     try:
         runner = _streams().stop()
     except StreamConflict as exc:
-        raise RequestError(409, str(exc)) from exc
+        raise ApiError(409, "stream_conflict", str(exc)) from exc
     return jsonify(runner.status()), 202
 
 
 @ops_bp.get("/health")
 def health() -> tuple[Response, int]:
     try:
-        ping(_settings())
+        _check_database(_settings())
     except DatabaseError as exc:
         log.warning("health check: %s", exc)
-        return jsonify({"status": "unavailable", "database": "unreachable"}), 503
-    return jsonify({"status": "ok", "database": "reachable"}), 200
+        code = "database_unavailable" if isinstance(exc, DatabaseUnavailable) else "database_error"
+        return jsonify(
+            {
+                "status": "unavailable",
+                "database": "unreachable",
+                "error": code,
+                "message": "the database does not answer; see the service log",
+                "instance_id": instance_id(),
+            }
+        ), 503
+    return jsonify({"status": "ok", "database": "reachable", "instance_id": instance_id()}), 200
+
+
+def _check_database(settings: Settings) -> None:
+    with (
+        connection(settings, statement_timeout=HEALTH_TIMEOUT_S) as conn,
+        transaction(conn) as cursor,
+    ):
+        cursor.execute("SELECT 1")
+        cursor.fetchall()
 
 
 @ops_bp.get("/metrics")
 def metrics() -> Response:
     payload = generate_latest(_streams().metrics.registry)
     return Response(payload, mimetype=CONTENT_TYPE_LATEST)
-
-
-def register_error_handlers(app: Flask) -> None:
-    """JSON errors for client mistakes; internal errors never expose their text."""
-
-    @app.errorhandler(RequestError)
-    def _request_error(exc: RequestError) -> tuple[Response, int]:
-        body: dict[str, Any] = {"error": exc.message}
-        if exc.errors:
-            body["errors"] = exc.errors
-        return jsonify(body), exc.status
-
-    @app.errorhandler(DatabaseUnavailable)
-    def _unavailable(exc: DatabaseUnavailable) -> tuple[Response, int]:
-        log.warning("database unavailable: %s", exc)
-        return jsonify({"error": "the database is unavailable; try again shortly"}), 503
-
-    @app.errorhandler(DatabaseError)
-    def _database_error(exc: DatabaseError) -> tuple[Response, int]:
-        # The layer's messages name the server and the problem, never a credential.
-        log.error("database error: %s", exc)
-        return jsonify({"error": f"database error: {exc}"}), 503
-
-    @app.errorhandler(HTTPException)
-    def _http_error(exc: HTTPException) -> tuple[Response, int]:
-        return jsonify({"error": exc.description or exc.name}), exc.code or 500
-
-    @app.errorhandler(Exception)
-    def _internal(exc: Exception) -> tuple[Response, int]:
-        log.exception("unhandled error")
-        return jsonify({"error": "internal error; see the server log"}), 500

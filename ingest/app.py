@@ -5,18 +5,27 @@ from __future__ import annotations
 from flask import Flask
 
 from config.settings import Settings, load_settings
-from ingest.api import ops_bp, register_error_handlers, stream_bp
+from config.web import init_service
+from ingest.api import ops_bp, stream_bp
 from ingest.stream import StreamManager
 
 
-def create_app(settings: Settings | None = None) -> Flask:
-    """Build the Flask app; ``settings`` default to the environment's."""
+def create_app(settings: Settings | None = None, instance_id: str | None = None) -> Flask:
+    """Build the Flask app.
+
+    Args:
+        settings: The settings; the environment's by default.
+        instance_id: The nonce `/health` reports; a random one by default.
+    """
     settings = settings or load_settings()
     app = Flask(__name__)
-    app.json.sort_keys = False  # type: ignore[attr-defined]
+    token = settings.api_token.get_secret_value() if settings.api_token else None
+    init_service(app, token)
+    if instance_id:
+        app.config["INSTANCE_ID"] = instance_id
     app.extensions["ingest.settings"] = settings
-    app.extensions["ingest.streams"] = StreamManager(settings)
+    # The instance id owns the app's stream leases, so two services never write one stream.
+    app.extensions["ingest.streams"] = StreamManager(settings, owner=app.config["INSTANCE_ID"])
     app.register_blueprint(stream_bp)
     app.register_blueprint(ops_bp)
-    register_error_handlers(app)
     return app

@@ -22,25 +22,35 @@ def call(
     path: str,
     body: dict[str, Any] | None = None,
     timeout: float = 30,
+    token: str | None = None,
 ) -> Any:
     """Send one request and return the decoded JSON answer.
+
+    Args:
+        base_url: The service's URL.
+        method: The HTTP method.
+        path: The endpoint's path.
+        body: A JSON body to send.
+        timeout: Seconds to wait for the answer.
+        token: The service's ``API_TOKEN``, sent as a bearer token when given.
 
     Raises:
         ClientError: with the API's own error message on a 4xx/5xx, or when unreachable.
     """
     data = json.dumps(body).encode() if body is not None else None
+    headers = {"Content-Type": "application/json"} if data is not None else {}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
     request = urllib.request.Request(
-        base_url.rstrip("/") + path,
-        data=data,
-        method=method,
-        headers={"Content-Type": "application/json"} if data is not None else {},
+        base_url.rstrip("/") + path, data=data, method=method, headers=headers
     )
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return json.loads(response.read())
     except urllib.error.HTTPError as exc:
         try:
-            message = json.loads(exc.read()).get("error", exc.reason)
+            answer = json.loads(exc.read())
+            message = answer.get("message") or answer.get("error") or exc.reason
         except (ValueError, AttributeError):
             message = exc.reason
         raise ClientError(f"{method} {path}: {exc.code} {message}") from exc
@@ -66,16 +76,17 @@ def run_stream(
     request: dict[str, Any],
     on_progress: Callable[[dict[str, Any]], None],
     poll_seconds: float = 0.5,
+    token: str | None = None,
 ) -> dict[str, Any]:
     """Start a stream and poll its status until it ends; return the final status."""
-    started = call(base_url, "POST", "/start_stream", request)
+    started = call(base_url, "POST", "/start_stream", request, token=token)
     stream_id = started["stream_id"]
     last_seen: tuple[Any, ...] = ()
     while True:
         status = call(base_url, "GET", "/stream_status")
         if status.get("stream_id") != stream_id:
             raise ClientError(f"stream {stream_id} was replaced by {status.get('stream_id')}")
-        seen = (status["state"], status["batches_done"], status["last_error"])
+        seen = (status["state"], status["batches_done"], describe_error(status["last_error"]))
         if seen != last_seen:
             on_progress(status)
             last_seen = seen
@@ -96,5 +107,14 @@ def describe_progress(status: dict[str, Any]) -> str:
     if status.get("batches_skipped"):
         line += f" ({status['batches_skipped']} batch(es) written by an earlier run)"
     if status.get("last_error"):
-        line += f" (last error: {status['last_error']})"
+        line += f" (last error: {describe_error(status['last_error'])})"
     return line
+
+
+def describe_error(error: Any) -> str | None:
+    """The text of a status's ``last_error`` (``{"code", "message"}``), or None."""
+    if not error:
+        return None
+    if isinstance(error, dict):
+        return str(error.get("message") or error.get("code"))
+    return str(error)

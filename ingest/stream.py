@@ -13,6 +13,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable
+from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
@@ -25,10 +26,15 @@ from db.cdr import cdr_bounds, frame_to_rows, recent_cdr
 from db.connection import Connection, connect
 from db.errors import DatabaseError, is_transient
 from db.ingest_log import (
+    LeaseHeld,
+    LeaseLost,
     Source,
     SourceState,
+    acquire_lease,
     committed_batches,
     register_source,
+    release_lease,
+    renew_lease,
     set_source_state,
     write_batch,
 )
@@ -39,6 +45,20 @@ log = logging.getLogger(__name__)
 
 StreamState = Literal["running", "retrying", "stopping", "completed", "stopped", "failed"]
 _FINAL_STATES = frozenset({"completed", "stopped", "failed"})
+
+
+@dataclass(frozen=True)
+class StreamErrorInfo:
+    """What went wrong with a stream, for clients: a stable code and a plain message.
+
+    The driver's own text (which names the server and user) goes to the log only.
+    """
+
+    code: str
+    message: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"code": self.code, "message": self.message}
 
 
 class StreamError(Exception):
@@ -73,7 +93,7 @@ class StreamProgress:
     insert_seconds: float = 0.0
     retries: int = 0
     current_batch: int | None = None
-    last_error: str | None = None
+    last_error: StreamErrorInfo | None = None
     started: float = field(default_factory=time.monotonic)
     started_at: datetime = field(default_factory=datetime.now)
     finished_at: datetime | None = None
@@ -117,8 +137,10 @@ class StreamRunner:
         metrics: StreamMetrics,
         connect_db: ConnectionFactory,
         already_done: dict[int, int] | None = None,
+        owner: str | None = None,
     ) -> None:
         self.spec = spec
+        self.owner = owner
         self._base = base
         self._clock = clock
         self._settings = settings
@@ -173,7 +195,7 @@ class StreamRunner:
                 ),
                 "current_batch": p.current_batch,
                 "retries": p.retries,
-                "last_error": p.last_error,
+                "last_error": p.last_error.to_json() if p.last_error else None,
                 "started_at": p.started_at.isoformat(timespec="seconds"),
                 "finished_at": p.finished_at.isoformat(timespec="seconds")
                 if p.finished_at
@@ -207,16 +229,54 @@ class StreamRunner:
                 if not written:
                     final = "stopped" if self._stop.is_set() else "failed"
                     break
-                if batch_index < self.spec.num_batches - 1 and self._stop.wait(self.spec.interval):
-                    final = "stopped"
-                    break
+                if batch_index < self.spec.num_batches - 1:
+                    conn, stopped = self._pause(conn, self.spec.interval)
+                    if stopped:
+                        final = "stopped"
+                        break
+        except LeaseLost as exc:
+            log.error("stream %s: %s; stopping", self.spec.stream_id, exc)
+            final = "failed"
+            with self._lock:
+                self.progress.last_error = describe_error(exc)
         except Exception as exc:  # the thread's edge: record, never die silently
             log.exception("stream %s failed", self.spec.stream_id)
             final = "failed"
             with self._lock:
-                self.progress.last_error = _describe(exc)
+                self.progress.last_error = describe_error(exc)
         finally:
             self._finish(conn, final)
+
+    def _pause(self, conn: Connection | None, seconds: float) -> tuple[Connection | None, bool]:
+        """Wait ``seconds`` between batches, keeping the lease; return whether to stop.
+
+        Raises:
+            LeaseLost: another service took the stream over meanwhile.
+        """
+        deadline = time.monotonic() + seconds
+        renew_every = self._settings.stream_lease_seconds / 3
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return conn, False
+            if self._stop.wait(min(left, renew_every)):
+                return conn, True
+            if self.owner is None or time.monotonic() >= deadline:
+                continue
+            try:
+                conn = conn or self._connect()
+                renew_lease(
+                    conn, self.spec.stream_id, self.owner, self._settings.stream_lease_seconds
+                )
+            except LeaseLost:
+                raise
+            except Exception as exc:
+                # The next batch retries through the outage; a lease that lapsed meanwhile
+                # shows up there as LeaseLost.
+                log.warning("stream %s: could not renew its lease: %s", self.spec.stream_id, exc)
+                if conn is not None:
+                    _close_quietly(conn)
+                    conn = None
 
     def _write_with_retry(
         self, conn: Connection | None, batch_index: int, rows: list[tuple[Any, ...]]
@@ -236,14 +296,19 @@ class StreamRunner:
                     batch_index,
                     rows,
                     self._settings.insert_chunk_rows,
+                    lease=None
+                    if self.owner is None
+                    else (self.owner, self._settings.stream_lease_seconds),
                 )
                 seconds = time.perf_counter() - started
+            except LeaseLost:
+                raise
             except Exception as exc:
                 failed_before = True
                 transient = is_transient(exc)
                 self._metrics.errors.labels("outage" if transient else "error").inc()
                 with self._lock:
-                    self.progress.last_error = _describe(exc)
+                    self.progress.last_error = describe_error(exc)
                     self.progress.retries += int(transient)
                     if transient and self.progress.state == "running":
                         self.progress.state = "retrying"
@@ -322,22 +387,39 @@ class StreamRunner:
         """Write the stream's final state (and its error, if it failed) to `ingest_sources`."""
         with self._lock:
             state = self.progress.state
-            error = self.progress.last_error if state == "failed" else None
+            failure = self.progress.last_error if state == "failed" else None
         if state not in _FINAL_STATES:
             raise StreamError(f"stream {self.spec.stream_id} has not ended")
+        error = f"{failure.code}: {failure.message}" if failure else None
         set_source_state(conn, self.spec.stream_id, state, self.spec.num_batches, error)  # type: ignore[arg-type]
+        if self.owner is not None:
+            release_lease(conn, self.spec.stream_id, self.owner)
         self._end_recorded.set()
 
 
 class StreamManager:
-    """Starts, stops and reports the app's one stream."""
+    """Starts, stops and reports the app's one stream.
 
-    def __init__(self, settings: Settings, connect_db: ConnectionFactory | None = None) -> None:
+    Its connections bound every statement (``STREAM_STATEMENT_TIMEOUT``) and use the pure
+    client, whose waits release the GIL: a hung server then makes the stream retry, and never
+    freezes the service's other threads (the status, health and metrics views).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        connect_db: ConnectionFactory | None = None,
+        owner: str | None = None,
+    ) -> None:
         self.settings = settings
         self.metrics = StreamMetrics()
-        self._connect = connect_db or (lambda: connect(settings))
+        self.owner = owner or secrets.token_hex(8)
+        self._connect = connect_db or (
+            lambda: connect(settings, statement_timeout=settings.stream_statement_timeout)
+        )
         self._lock = threading.Lock()
         self._runner: StreamRunner | None = None
+        self._starting = False
 
     def start(
         self,
@@ -353,36 +435,61 @@ class StreamManager:
         """Start a stream, or resume ``stream_id`` from its first uncommitted batch.
 
         Raises:
-            StreamConflict: a stream runs already, or there is no history to sample.
+            StreamConflict: a stream runs already (here or, for ``stream_id``, in another
+                service), or there is no history to sample.
             DatabaseError: the database cannot be read.
         """
         with self._lock:
-            if self._runner is not None and not self._runner.finished:
-                raise StreamConflict(
-                    f"stream {self._runner.spec.stream_id} is running; "
-                    "stop it (POST /stop_stream) or wait until it ends"
-                )
+            self._check_idle()
+            previous = self._runner
+            self._starting = True
+        try:
             stream_id = stream_id or f"s-{datetime.now():%Y%m%d%H%M%S}-{secrets.token_hex(3)}"
             seed = seed if seed is not None else secrets.randbelow(2**31)
+            spec = StreamSpec(batch_size, num_batches, interval, seed, clock, scenario, stream_id)
             conn = self._connect()
             try:
-                previous = self._runner
                 if previous is not None and not previous.end_recorded:
                     previous.record_end(conn)
-                runner = self._prepare(
-                    conn,
-                    StreamSpec(batch_size, num_batches, interval, seed, clock, scenario, stream_id),
-                )
+                runner = self._prepare(conn, spec)
             finally:
                 _close_quietly(conn)
-            self._runner = runner
-            runner.start()
+            with self._lock:
+                self._runner = runner
+                runner.start()
             return runner
+        finally:
+            with self._lock:
+                self._starting = False
+
+    def _check_idle(self) -> None:
+        if self._starting:
+            raise StreamConflict("a stream is starting; wait until it runs")
+        if self._runner is not None and not self._runner.finished:
+            raise StreamConflict(
+                f"stream {self._runner.spec.stream_id} is running; "
+                "stop it (POST /stop_stream) or wait until it ends"
+            )
 
     def _prepare(self, conn: Connection, spec: StreamSpec) -> StreamRunner:
         _, latest, _ = cdr_bounds(conn)
         if latest is None:
             raise StreamConflict("DP_CDR_Data is empty: seed it first (python -m ingest seed)")
+        try:
+            acquire_lease(conn, spec.stream_id, self.owner, self.settings.stream_lease_seconds)
+        except LeaseHeld as exc:
+            raise StreamConflict(
+                f"stream {spec.stream_id} is being written by another ingest service; "
+                "stop it there or wait until it ends"
+            ) from exc
+        try:
+            return self._resume(conn, spec, latest)
+        except BaseException:
+            with suppress(Exception):
+                release_lease(conn, spec.stream_id, self.owner)
+            raise
+
+    def _resume(self, conn: Connection, spec: StreamSpec, latest: datetime) -> StreamRunner:
         params = {
             # The history a stream samples from ends here, also when it is resumed after
             # its own batches were written.
@@ -438,6 +545,7 @@ class StreamManager:
             self.metrics,
             self._connect,
             already_done=done,
+            owner=self.owner,
         )
 
     def stop(self) -> StreamRunner:
@@ -461,6 +569,7 @@ class StreamManager:
         runner = self._runner
         if runner is not None and not runner.finished:
             runner.request_stop()
+        if runner is not None:
             runner.join(timeout)
 
 
@@ -471,8 +580,14 @@ def _close_quietly(conn: Connection) -> None:
         log.debug("closing a broken connection failed", exc_info=True)
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> StreamErrorInfo:
+    """A client-safe code and message for ``exc``; its own text is for the log only."""
+    if isinstance(exc, LeaseLost):
+        return StreamErrorInfo("lease_lost", "another ingest service took this stream over")
+    if is_transient(exc):
+        return StreamErrorInfo(
+            "database_unavailable", "the database is unavailable or did not answer in time"
+        )
     if isinstance(exc, DatabaseError):
-        return str(exc)
-    message = getattr(exc, "msg", None) or str(exc) or type(exc).__name__
-    return f"{type(exc).__name__}: {message}"[:500]
+        return StreamErrorInfo("database_error", "the database refused a batch; see the log")
+    return StreamErrorInfo("internal_error", "the stream failed; see the service log")
