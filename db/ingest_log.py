@@ -162,15 +162,40 @@ def write_batch(
         LeaseLost: ``lease`` was given and its owner no longer holds the lease.
     """
     with transaction(conn) as cursor:
+        if lease is not None:
+            _renew(cursor, source_id, *lease)
         try:
             cursor.execute(_INSERT_BATCH, (source_id, batch_no, len(rows)))
         except mysql_errors.IntegrityError as exc:
             if exc.errno == _DUPLICATE_KEY:
                 return False
             raise
-        if lease is not None:
-            _renew(cursor, source_id, *lease)
         insert_cdr_rows(conn, cursor, rows, chunk_rows)
+    return True
+
+
+def end_leased_source(
+    conn: Connection,
+    source_id: str,
+    owner: str,
+    state: SourceState,
+    total_batches: int,
+    last_error: str | None = None,
+) -> bool:
+    """Record how ``owner``'s stream ended and give up its lease, if ``owner`` still holds it.
+
+    Returns:
+        False, changing nothing, when ``owner`` no longer holds the lease (another service
+        took the stream over): the state is then that service's to record.
+    """
+    with transaction(conn) as cursor:
+        cursor.execute(_LOCK_LEASE, (source_id,))
+        row = cursor.fetchone()
+        if row is None or row[0] != owner:  # taken over, and maybe ended and released since
+            return False
+        error = last_error[:1024] if last_error else None
+        cursor.execute(_UPDATE_STATE, (state, error, total_batches, source_id))
+        cursor.execute(_RELEASE_LEASE, (source_id, owner))
     return True
 
 

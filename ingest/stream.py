@@ -32,6 +32,7 @@ from db.ingest_log import (
     SourceState,
     acquire_lease,
     committed_batches,
+    end_leased_source,
     register_source,
     release_lease,
     renew_lease,
@@ -391,9 +392,17 @@ class StreamRunner:
         if state not in _FINAL_STATES:
             raise StreamError(f"stream {self.spec.stream_id} has not ended")
         error = f"{failure.code}: {failure.message}" if failure else None
-        set_source_state(conn, self.spec.stream_id, state, self.spec.num_batches, error)  # type: ignore[arg-type]
-        if self.owner is not None:
-            release_lease(conn, self.spec.stream_id, self.owner)
+        if self.owner is None:
+            set_source_state(conn, self.spec.stream_id, state, self.spec.num_batches, error)  # type: ignore[arg-type]
+        elif not end_leased_source(
+            conn,
+            self.spec.stream_id,
+            self.owner,
+            state,  # type: ignore[arg-type]
+            self.spec.num_batches,
+            error,
+        ):
+            log.info("stream %s: taken over by another service", self.spec.stream_id)
         self._end_recorded.set()
 
 

@@ -143,6 +143,8 @@ def _assert_json_error(response: Any, status: int) -> dict[str, Any]:
     body: dict[str, Any] = response.get_json()
     assert isinstance(body["error"], str)
     assert body["error"]
+    assert isinstance(body["message"], str)
+    assert body["message"]
     assert "Traceback" not in response.get_data(as_text=True)
     return body
 
@@ -154,7 +156,9 @@ def test_health_is_ok_while_the_database_answers(module_client: FlaskClient) -> 
     response = module_client.get("/health")
 
     assert response.status_code == 200
-    assert response.get_json() == {"status": "ok", "database": "reachable"}
+    body = response.get_json()
+    assert body == {"status": "ok", "database": "reachable", "instance_id": body["instance_id"]}
+    assert body["instance_id"]
 
 
 def test_health_is_503_json_without_internals_when_the_database_is_down(
@@ -165,7 +169,12 @@ def test_health_is_503_json_without_internals_when_the_database_is_down(
     response = client_for(down).get("/health")
 
     assert response.status_code == 503
-    assert response.get_json() == {"status": "unavailable", "database": "unreachable"}
+    body = response.get_json()
+    assert (body["status"], body["database"], body["error"]) == (
+        "unavailable",
+        "unreachable",
+        "database_unavailable",
+    )
     text = response.get_data(as_text=True)
     assert "Traceback" not in text
     assert str(down.db_port) not in text
@@ -179,7 +188,7 @@ def test_start_stream_is_503_json_when_the_database_is_down(
     response = client_for(down).post("/start_stream", json={"batch_size": 10})
 
     body = _assert_json_error(response, 503)
-    assert "unavailable" in body["error"]
+    assert body["error"] == "database_unavailable"
     assert str(down.db_port) not in response.get_data(as_text=True)
 
 
@@ -205,7 +214,7 @@ def test_start_stream_rejects_a_body_that_is_not_json(
     response = module_client.post("/start_stream", data=data, content_type=content_type)
 
     body = _assert_json_error(response, 400)
-    assert "JSON" in body["error"]
+    assert "JSON" in body["message"]
     assert _table_counts(seeded_module) == before
 
 
@@ -222,7 +231,7 @@ def test_start_stream_rejects_json_that_is_not_an_object(
     response = module_client.post("/start_stream", json=payload)
 
     body = _assert_json_error(response, 400)
-    assert "JSON object" in body["error"]
+    assert "JSON object" in body["message"]
     assert _table_counts(seeded_module) == before
 
 
@@ -300,7 +309,7 @@ def test_start_stream_rejects_a_bad_field_naming_it(
     body = _assert_json_error(response, 400)
     assert [error["field"] for error in body["errors"]] == [field]
     assert all(error["message"] for error in body["errors"])
-    assert field in body["error"]
+    assert field in body["message"]
     assert _table_counts(seeded_module) == before
     assert _status(client) == {"state": "idle", "stream_id": None}
 
@@ -401,7 +410,7 @@ def test_start_stream_is_409_while_a_stream_runs(seeded: Settings, client: Flask
     )
 
     body = _assert_json_error(response, 409)
-    assert first["stream_id"] in body["error"]
+    assert first["stream_id"] in body["message"]
     assert _table_counts(seeded)["ingest_sources"] == sources
     assert _status(client)["stream_id"] == first["stream_id"]
 
@@ -412,7 +421,7 @@ def test_start_stream_is_409_when_there_is_no_history(
     response = client_for(db_settings).post("/start_stream", json={"batch_size": 10})
 
     body = _assert_json_error(response, 409)
-    assert "empty" in body["error"]
+    assert "empty" in body["message"]
     assert _table_counts(db_settings) == dict.fromkeys(
         ("DP_CDR_Data", "ingest_batches", "ingest_sources"), 0
     )
@@ -429,7 +438,7 @@ def test_start_stream_is_409_for_the_id_of_a_seeding_load(
     )
 
     body = _assert_json_error(response, 409)
-    assert "generator" in body["error"]
+    assert "generator" in body["message"]
     assert _table_counts(db_settings) == before
 
 
@@ -442,7 +451,7 @@ def test_stream_status_is_idle_before_any_stream(module_client: FlaskClient) -> 
 
 def test_stop_stream_is_409_when_no_stream_runs(module_client: FlaskClient) -> None:
     body = _assert_json_error(module_client.post("/stop_stream"), 409)
-    assert "no stream" in body["error"]
+    assert "no stream" in body["message"]
 
 
 def test_a_completed_stream_wrote_every_batch_exactly_once(
