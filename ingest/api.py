@@ -23,7 +23,7 @@ from ingest.stream import StreamConflict, StreamManager
 log = logging.getLogger(__name__)
 
 # `/health` must answer quickly even while the database hangs: its check gives up after this.
-HEALTH_TIMEOUT_S = 0.8
+HEALTH_TIMEOUT_S = 0.5
 
 stream_bp = Blueprint("stream", __name__)
 ops_bp = Blueprint("ops", __name__)
