@@ -6,7 +6,9 @@ timeout and the ``client_for`` fixture stops whatever still runs when the test e
 
 from __future__ import annotations
 
+import io
 import socket
+import urllib.request
 from collections.abc import Callable, Iterator
 from datetime import date, datetime
 from typing import Any
@@ -15,15 +17,18 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
 
 from config.settings import Settings
 from db.connection import connection, transaction
+from ingest import client as client_module
 from ingest.api import parse_start_request
 from ingest.app import create_app
 from ingest.generator import GeneratorConfig
 from ingest.scenario import Scenario
 from ingest.seeding import seed_from_generator
 from tests.polling import wait_for, wait_until_final
+from tests.tcp_proxy import TcpProxy
 
 # History of the seeding below: 2024-01-01 .. 2024-01-10, so simulated streams start 01-11.
 HISTORY = GeneratorConfig(subscribers=50, days=10)
@@ -636,3 +641,129 @@ def test_unknown_routes_and_methods_answer_json(
     response = getattr(module_client, method)(path)
 
     _assert_json_error(response, status)
+
+
+# --- clients never see driver text; bounded error bodies ---------------------------------------
+
+
+def _no_driver_text(text: str, settings: Settings) -> None:
+    assert "@" not in text
+    assert f"{settings.db_host}:" not in text
+    assert "Traceback" not in text
+    assert "mysql" not in text.lower()
+
+
+def test_last_error_is_a_code_and_a_plain_message_without_driver_text(
+    seeded: Settings, client_for: ClientFor
+) -> None:
+    with TcpProxy(seeded.db_host, seeded.db_port) as proxy:
+        client = client_for(seeded.model_copy(update={"db_port": proxy.port}))
+        _start(client, batch_size=20, num_batches=30, interval=0.05, stream_id="cut")
+        _wait_for(client, lambda s: s["batches_done"] >= 1, "a first batch")
+        proxy.outage()
+        retrying = _wait_for(client, lambda s: s["state"] == "retrying", "a retry")
+        health = client.get("/health")
+        proxy.restore()
+        client.post("/stop_stream")
+        _wait_until_final(client)
+
+    assert retrying["last_error"] == {
+        "code": "database_unavailable",
+        "message": "the database is unavailable or did not answer in time",
+    }
+    assert health.status_code == 503
+    assert health.get_json()["error"] == "database_unavailable"
+    for text in (str(retrying), health.get_data(as_text=True)):
+        _no_driver_text(text, seeded)
+        assert str(proxy.port) not in text
+
+
+def test_a_body_of_many_unknown_keys_gets_a_bounded_answer(module_client: FlaskClient) -> None:
+    body = {f"unknown_key_{i:07d}": i for i in range(60_000)}  # ~1.2 MB of JSON
+
+    response = module_client.post("/start_stream", json=body)
+
+    answer = _assert_json_error(response, 400)
+    assert answer["error"] == "invalid_request"
+    assert len(answer["errors"]) == 20
+    assert len(response.get_data()) < 10_000
+
+
+def test_echoed_field_names_are_cut_to_100_characters(module_client: FlaskClient) -> None:
+    response = module_client.post("/start_stream", json={"k" * 5000: 1})
+
+    answer = _assert_json_error(response, 400)
+    assert len(answer["errors"]) == 1
+    assert len(answer["errors"][0]["field"]) <= 100
+    assert len(answer["message"]) < 400
+
+
+# --- optional API token ---------------------------------------------------------------------
+
+
+@pytest.fixture
+def token_client(seeded: Settings, client_for: ClientFor) -> FlaskClient:
+    return client_for(seeded.model_copy(update={"api_token": SecretStr("s3cret-token")}))
+
+
+@pytest.mark.parametrize(
+    "header",
+    [None, "Bearer wrong", "Basic s3cret-token", "s3cret-token", "Bearer "],
+    ids=["none", "wrong-token", "basic", "no-scheme", "empty"],
+)
+@pytest.mark.parametrize("path", ["/start_stream", "/stop_stream"])
+def test_state_changes_need_the_token_when_one_is_set(
+    seeded: Settings, token_client: FlaskClient, path: str, header: str | None
+) -> None:
+    before = _table_counts(seeded)
+    headers = {"Authorization": header} if header is not None else {}
+
+    response = token_client.post(path, json={"batch_size": 10, "interval": 0}, headers=headers)
+
+    body = _assert_json_error(response, 401)
+    assert body["error"] == "unauthorized"
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+    assert _table_counts(seeded) == before
+    assert _status(token_client) == {"state": "idle", "stream_id": None}
+
+
+def test_the_right_token_starts_and_stops_a_stream(token_client: FlaskClient) -> None:
+    auth = {"Authorization": "Bearer s3cret-token"}
+
+    started = token_client.post(
+        "/start_stream", json={"batch_size": 10, "num_batches": 50, "interval": 1}, headers=auth
+    )
+    stopped = token_client.post("/stop_stream", headers=auth)
+
+    assert started.status_code == 202
+    assert stopped.status_code == 202
+    assert _wait_until_final(token_client)["state"] == "stopped"
+
+
+def test_reads_stay_open_when_a_token_is_set(token_client: FlaskClient) -> None:
+    assert token_client.get("/health").status_code == 200
+    assert token_client.get("/metrics").status_code == 200
+    assert token_client.get("/stream_status").status_code == 200
+
+
+def test_the_client_sends_the_token_as_a_bearer_header(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[urllib.request.Request] = []
+
+    class _Answer(io.BytesIO):
+        def __enter__(self) -> _Answer:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            self.close()
+
+    def fake_urlopen(request: urllib.request.Request, timeout: float) -> _Answer:
+        seen.append(request)
+        return _Answer(b"{}")
+
+    monkeypatch.setattr(client_module.urllib.request, "urlopen", fake_urlopen)
+
+    client_module.call("http://x", "POST", "/stop_stream", token="abc")
+    client_module.call("http://x", "GET", "/stream_status")
+
+    assert seen[0].get_header("Authorization") == "Bearer abc"
+    assert seen[1].get_header("Authorization") is None
