@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from typing import Any
 
@@ -61,13 +62,45 @@ def insert_cdr_rows(conn: Connection, cursor: Cursor, rows: Sequence[Row], chunk
     # `executemany` makes) and join the rows directly: `executemany` then runs a regex
     # substitution per parameter, which measured ~45% of the insert time at 10k rows.
     prepare = getattr(conn, "prepare_for_mysql", None)
+    if prepare is None:
+        literal = _literal_binder(conn)
+        for start in range(0, len(rows), chunk_rows):
+            chunk = rows[start : start + chunk_rows]
+            text = ",".join("(" + ",".join(map(literal, row)) + ")" for row in chunk)
+            cursor.execute(_INSERT_CDR_PREFIX + text.encode("utf-8"))
+        return
     for start in range(0, len(rows), chunk_rows):
         chunk = rows[start : start + chunk_rows]
-        if prepare is None:
-            cursor.executemany(INSERT_CDR, chunk)
-            continue
         values = b",".join(b"(" + b",".join(prepare(row)) + b")" for row in chunk)
         cursor.execute(_INSERT_CDR_PREFIX + values)
+
+
+def _literal_binder(conn: Connection) -> Callable[[Any], str]:
+    """SQL literals for the pure client, as fast as the C extension's binding.
+
+    Its `executemany` costs more than the server's insert (~2x the C extension at 10k
+    rows). The common types of a CDR row are formatted here; strings are escaped, and every
+    other type converted, by the driver's own converter for the connection's SQL mode.
+    """
+    converter: Any = conn.converter
+    sql_mode = conn.sql_mode
+
+    def literal(value: Any) -> str:
+        kind = type(value)
+        if value is None:
+            return "NULL"
+        if kind is int:
+            return str(value)
+        if kind is float and math.isfinite(value):
+            return repr(value)
+        if kind is str:
+            return "'" + converter.escape(value, sql_mode) + "'"
+        if kind is datetime and value.tzinfo is None:
+            return "'" + value.isoformat(" ") + "'"
+        bound = converter.quote(converter.escape(converter.to_mysql(value), sql_mode))
+        return bound.decode("utf-8") if isinstance(bound, bytes) else str(bound)
+
+    return literal
 
 
 def cdr_bounds(conn: Connection) -> tuple[datetime | None, datetime | None, int]:
