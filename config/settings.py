@@ -51,6 +51,9 @@ class Settings(BaseSettings):
     db_connect_timeout: int = Field(5, gt=0)
     # When set, the endpoints that change state require `Authorization: Bearer <API_TOKEN>`.
     api_token: SecretStr | None = None
+    # A service reports this in /health (random when unset): launchers set it to recognise
+    # the process they started.
+    instance_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
 
     output_dir: Path = PROJECT_ROOT / "output"
     config_path: Path = PROJECT_ROOT / "config" / "config.json"

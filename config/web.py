@@ -145,10 +145,14 @@ def register_error_handlers(app: Flask) -> None:
         return error_response(500, "internal_error", "internal error; see the server log")
 
 
-def init_service(app: Flask, api_token: str | None) -> None:
-    """Give ``app`` the shared error handlers, an instance nonce and its API token (if any)."""
+def init_service(app: Flask, api_token: str | None, instance: str | None = None) -> None:
+    """Give ``app`` the shared error handlers, an instance nonce and its API token (if any).
+
+    ``instance`` fixes the nonce (the ``INSTANCE_ID`` setting), so a launcher that sets it can
+    tell from ``/health`` that the service answering on the port is the one it started.
+    """
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.config["INSTANCE_ID"] = secrets.token_hex(8)
+    app.config["INSTANCE_ID"] = instance or secrets.token_hex(8)
     app.config["API_TOKEN"] = api_token or None
     register_error_handlers(app)
 
