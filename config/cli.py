@@ -77,6 +77,33 @@ def check_range(start: date | None, end: date | None) -> None:
         raise UsageError(f"--start {start} is after --end {end}")
 
 
+def date_range(
+    args: argparse.Namespace, read_file: Callable[[Path | None], tuple[date, date]]
+) -> tuple[date, date]:
+    """The range of :func:`add_date_range`'s flags: ``--start``/``--end`` over the config file.
+
+    Args:
+        args: Parsed arguments holding ``config``, ``start`` and ``end``.
+        read_file: Reads the range of a config file (``None``: the default file); called only
+            when ``--start`` or ``--end`` is missing, so both flags need no readable file.
+
+    Raises:
+        ConfigError: The config file is missing or invalid (exit 2).
+        UsageError: The resulting start is after its end (exit 2).
+    """
+    if args.start is not None and args.end is not None:
+        check_range(args.start, args.end)
+        return args.start, args.end
+    file_start, file_end = read_file(args.config)
+    start = file_start if args.start is None else args.start
+    end = file_end if args.end is None else args.end
+    if start > end:
+        raise UsageError(
+            f"start {start} is after end {end} (--start and --end override the config file's)"
+        )
+    return start, end
+
+
 class UsageError(Exception):
     """A usage mistake found after argument parsing; the CLI exits 2 with this message."""
 
