@@ -31,6 +31,14 @@ LOG_DATE_FORMAT = "%H:%M:%S"
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Shows each flag's default and keeps the module docstring's layout."""
 
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        # A flag whose default is None and whose help already says what it defaults to
+        # (a setting, the config file) would otherwise also read "(default: None)".
+        text = action.help or ""
+        if action.default is None and "default" in text:
+            return text
+        return super()._get_help_string(action)
+
 
 def parser(prog: str, description: str | None) -> argparse.ArgumentParser:
     """An argument parser with the project's help format."""

@@ -42,14 +42,16 @@ def _parser() -> argparse.ArgumentParser:
     summary = commands.add_parser(
         "summary",
         help="refresh DailySummary (GetDailyCDRDataBatch) and print rows per day",
-        description="Refresh DailySummary from the first day of the range on and print the "
-        "days of the range. The range is start_date to end_date of the config file.",
+        description="Refresh DailySummary from the first day of the range on, and print the\n"
+        "days of the range: start_date to end_date of the config file unless overridden.",
         formatter_class=cli.HelpFormatter,
     )
     cli.add_date_range(
         summary,
         config_help="the pipeline's JSON config file; its start_date and end_date give the "
         "range (default: the CONFIG_PATH setting, config/config.json)",
+        start_help="first date, YYYY-MM-DD, inclusive (default: start_date of the config file)",
+        end_help="last date, YYYY-MM-DD, inclusive (default: end_date of the config file)",
     )
     return parser
 

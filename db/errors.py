@@ -115,8 +115,9 @@ _TRANSIENT_ERRNOS = frozenset({1053, 2003, 2005, 2006, 2013, 2055})
 # 1044/1045 access denied to a database / for a user, 1698 (MariaDB) unix-socket auth refused,
 # 1142/1143 a table or column privilege is missing.
 _ACCESS_ERRNOS = frozenset({1044, 1045, 1142, 1143, 1698})
-# 1049 unknown database, 1146 no such table, 1305 no such procedure.
-_SCHEMA_ERRNOS = frozenset({1049, 1146, 1305})
+# 1049 unknown database, 1109 unknown table (in information_schema), 1146 no such table,
+# 1305 no such procedure.
+_SCHEMA_ERRNOS = frozenset({1049, 1109, 1146, 1305})
 # 1062 duplicate entry, 1586 duplicate entry for a named key.
 _DUPLICATE_KEY_ERRNOS = frozenset({1062, 1586})
 

@@ -63,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
         parser,
         config_help="JSON file with start_date and end_date, YYYY-MM-DD, both inclusive "
         "(default: the QUERY_PARAMS_PATH setting, config/query_params.json)",
+        start_help="first date, YYYY-MM-DD, inclusive (default: start_date of the config file)",
+        end_help="last date, YYYY-MM-DD, inclusive (default: end_date of the config file)",
     )
     parser.add_argument(
         "--output",
@@ -110,10 +112,10 @@ def _analyse(args: argparse.Namespace, settings: Settings) -> int:
 
 def read_range(settings: Settings, start: date, end: date, sample_rows: int) -> RangeData | None:
     """Read the overview, daily totals, moments and sample of a range; None when it is empty."""
-    log.info("reading DP_CDR_Data from %s to %s (database %s)", start, end, settings.db_name)
     # One transaction, one snapshot: rows a stream inserts meanwhile cannot make the totals,
     # the moments and the sample disagree.
     with connection(settings) as conn, transaction(conn) as cursor:
+        log.info("reading DP_CDR_Data from %s to %s (database %s)", start, end, settings.db_name)
         overview = range_overview(cursor, start, end)
         if overview.rows == 0:
             return None

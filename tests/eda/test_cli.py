@@ -14,8 +14,9 @@ import matplotlib.pyplot as plt
 import pytest
 
 from config.settings import PROJECT_ROOT, Settings
-from eda.__main__ import main
+from eda.__main__ import _parser, main
 from eda.report import REPORT_FILE, image_files
+from tests.config.cli_help import help_without_default
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -144,8 +145,7 @@ def test_a_database_without_the_schema_exits_1_with_a_message(
 
     assert main(["--config", str(params), "--output", str(tmp_path)], settings=settings) == 1
     err = capsys.readouterr().err
-    assert "DP_CDR_Data' doesn't exist" in err and "python -m db init" in err
-    assert len(err.splitlines()) == 1, err
+    assert "error: Unknown table 'DP_CDR_Data'" in err and "python -m db init" in err
 
 
 def test_a_sample_size_must_be_positive(base_settings: Settings) -> None:
@@ -164,3 +164,35 @@ def test_an_unwritable_output_folder_exits_1_with_a_message(
 
     assert main(["--config", str(params), "--output", str(blocker)], settings=seeded) == 1
     assert f"cannot write to {blocker / 'eda' / '2024-01-01_2024-01-20'}" in capsys.readouterr().err
+
+
+def test_start_and_end_override_the_params_file(
+    seeded: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    params = _params(tmp_path, "2024-01-01", "2024-01-20")
+    output = tmp_path / "out"
+
+    code = main(
+        [
+            *("--config", str(params), "--start", "2024-01-05", "--end", "2024-01-06"),
+            *("--output", str(output), "--sample-rows", "10"),
+        ],
+        settings=seeded,
+    )
+
+    assert code == 0
+    assert [p.name for p in (output / "eda").iterdir()] == ["2024-01-05_2024-01-06"]
+    assert capsys.readouterr().out.startswith("EDA of DP_CDR_Data from 2024-01-05 to 2024-01-06")
+
+
+def test_a_start_flag_after_the_file_end_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], base_settings: Settings
+) -> None:
+    params = _params(tmp_path, "2024-01-01", "2024-01-20")
+
+    assert main(["--config", str(params), "--start", "2024-02-01"], settings=base_settings) == 2
+    assert "start 2024-02-01 is after end 2024-01-20" in capsys.readouterr().err
+
+
+def test_every_flag_shows_its_default() -> None:
+    assert help_without_default(_parser()) == []
