@@ -64,7 +64,19 @@ def connection(settings: Settings, **options: Any) -> Iterator[Connection]:
     try:
         yield conn
     finally:
+        close_quietly(conn)
+
+
+def close_quietly(conn: Connection) -> None:
+    """Close ``conn``; a connection already lost may fail to close, and nothing is left then.
+
+    Closing must not replace the error that ended the work (a lost connection) with the
+    driver's complaint about closing it.
+    """
+    try:
         conn.close()
+    except DRIVER_ERRORS:
+        log.debug("closing a broken connection failed", exc_info=True)
 
 
 @contextmanager

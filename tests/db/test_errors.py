@@ -188,8 +188,8 @@ def test_refused_credentials_and_an_unknown_database_are_told_apart(
 def _cext_lost_connection() -> Exception:
     # what CMySQLConnection.commit() raises when the connection drops during COMMIT
     error = MySQLInterfaceError("Lost connection to MySQL server during query")
-    error.errno = 2013  # type: ignore[attr-defined]
-    error.sqlstate = "HY000"  # type: ignore[attr-defined]
+    error.errno = 2013
+    error.sqlstate = "HY000"
     return error
 
 
@@ -243,3 +243,17 @@ def test_a_commit_that_loses_its_connection_is_unavailable(db_settings: Settings
             cursor.fetchall()
 
     assert isinstance(raised.value.__cause__, MySQLInterfaceError)
+
+
+def test_closing_a_broken_connection_keeps_the_error_that_broke_it(
+    db_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with pytest.raises(DatabaseUnavailable, match="server gone"), connection(db_settings) as conn:
+        close = conn.close
+
+        def close_and_complain() -> None:
+            close()
+            raise mysql_errors.OperationalError(msg="MySQL Connection not available")
+
+        monkeypatch.setattr(conn, "close", close_and_complain)
+        raise DatabaseUnavailable("server gone")
