@@ -122,17 +122,16 @@ def register_error_handlers(app: Flask) -> None:
     def _validation(exc: ValidationError) -> tuple[Response, int]:
         return _api_error(validation_error(exc))
 
-    @app.errorhandler(DatabaseUnavailable)
-    def _unavailable(exc: DatabaseUnavailable) -> tuple[Response, int]:
-        log.warning("database unavailable: %s", exc)
-        return error_response(
-            503, "database_unavailable", "the database is unavailable; try again shortly"
-        )
-
     @app.errorhandler(DatabaseError)
     def _database_error(exc: DatabaseError) -> tuple[Response, int]:
-        log.error("database error: %s", exc)
-        return error_response(503, "database_error", "the database refused the request")
+        # str(exc) may name the server and quote the driver: the log gets it, the client
+        # gets the stable code and the plain message.
+        log.log(
+            logging.WARNING if isinstance(exc, DatabaseUnavailable) else logging.ERROR,
+            "database error: %s",
+            exc,
+        )
+        return error_response(503, exc.code, exc.public_message)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> tuple[Response, int]:
