@@ -52,9 +52,15 @@ _RELEASE_LEASE = "DELETE FROM stream_leases WHERE source_id = %s AND owner = %s"
 class LeaseHeld(DatabaseError):
     """Another service holds the stream's lease: it writes that stream now."""
 
+    code = "stream_lease_held"
+    public_message = "another ingest service writes this stream"
+
 
 class LeaseLost(DatabaseError):
     """This service's lease on a stream expired and another service took it over."""
+
+    code = "stream_lease_lost"
+    public_message = "another ingest service took this stream over"
 
 
 @dataclass(frozen=True)

@@ -75,11 +75,6 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", help="address to listen on (default: the INGEST_HOST setting)")
     serve.add_argument("--port", type=positive_int, help="port (default: the INGEST_PORT setting)")
     serve.add_argument("--threads", type=positive_int, default=8, help="request threads")
-    serve.add_argument(
-        "--instance-id",
-        help="the nonce /health reports (default: a random one); lets a caller check that "
-        "the service answering is the one it started",
-    )
 
     stream = commands.add_parser(
         "stream",
@@ -173,7 +168,7 @@ def _serve(args: argparse.Namespace, settings: Settings) -> int:
     init_database(settings)  # a fresh database gets its schema instead of 500s
     host = args.host or settings.ingest_host
     port = args.port or settings.ingest_port
-    app = create_app(settings, instance_id=args.instance_id)
+    app = create_app(settings)
     try:
         serve(app, host, port, "INGEST_PORT", threads=args.threads)
     except PortInUse as exc:

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from config.settings import Settings
 from config.web import ApiError, instance_id, json_body, token_required, validation_error
 from db.connection import connection, transaction
-from db.errors import DatabaseError, DatabaseUnavailable
+from db.errors import DatabaseError
 from ingest.scenario import Scenario
 from ingest.stream import StreamConflict, StreamManager
 
@@ -137,13 +137,12 @@ def health() -> tuple[Response, int]:
         _check_database(_settings())
     except DatabaseError as exc:
         log.warning("health check: %s", exc)
-        code = "database_unavailable" if isinstance(exc, DatabaseUnavailable) else "database_error"
         return jsonify(
             {
                 "status": "unavailable",
                 "database": "unreachable",
-                "error": code,
-                "message": "the database does not answer; see the service log",
+                "error": exc.code,
+                "message": exc.public_message,
                 "instance_id": instance_id(),
             }
         ), 503

@@ -591,12 +591,10 @@ def _close_quietly(conn: Connection) -> None:
 
 def describe_error(exc: BaseException) -> StreamErrorInfo:
     """A client-safe code and message for ``exc``; its own text is for the log only."""
-    if isinstance(exc, LeaseLost):
-        return StreamErrorInfo("lease_lost", "another ingest service took this stream over")
     if is_transient(exc):
         return StreamErrorInfo(
             "database_unavailable", "the database is unavailable or did not answer in time"
         )
     if isinstance(exc, DatabaseError):
-        return StreamErrorInfo("database_error", "the database refused a batch; see the log")
+        return StreamErrorInfo(exc.code, exc.public_message)
     return StreamErrorInfo("internal_error", "the stream failed; see the service log")

@@ -152,7 +152,7 @@ def test_a_stream_whose_lease_expired_is_taken_over_and_its_old_writer_stops(
     assert taken.status_code == 202
     assert new_final["state"] == "completed"
     assert old_final["state"] == "failed"
-    assert old_final["last_error"]["code"] == "lease_lost"
+    assert old_final["last_error"]["code"] == "stream_lease_lost"
     batches = _rows(
         seeded,
         "SELECT batch_no, row_count FROM ingest_batches WHERE source_id = %s ORDER BY batch_no",

@@ -126,6 +126,7 @@ def service(
         "DB_NAME": db.db_name,
         "INGEST_HOST": "127.0.0.1",
         "INGEST_PORT": str(port),
+        "INSTANCE_ID": nonce,
         "STREAM_STATEMENT_TIMEOUT": str(STATEMENT_TIMEOUT),
         "STREAM_RETRY_INITIAL_BACKOFF": "0.1",
         "STREAM_RETRY_MAX_BACKOFF": "0.5",
@@ -134,7 +135,7 @@ def service(
     log_path = tmp_path_factory.mktemp("service") / "ingest.log"
     with open(log_path, "wb") as log_file:
         process = subprocess.Popen(
-            [sys.executable, "-m", "ingest", "serve", "--instance-id", nonce],
+            [sys.executable, "-m", "ingest", "serve"],
             cwd=PROJECT_ROOT,
             env=env,
             stdout=log_file,
