@@ -4,6 +4,15 @@ A :class:`StreamManager` (one per app) owns at most one running :class:`StreamRu
 The runner writes each batch in one transaction together with its (stream id, batch
 number) row in `ingest_batches`, so a batch retried after a lost connection is never
 inserted twice; an outage is retried with exponential backoff and shown in the status.
+
+- **One writer per stream.** The service holds the stream's lease in `stream_leases`; every
+  batch's transaction checks and renews it, and so does the wait between batches. A second
+  service asking for the same stream gets a conflict; a lease left to expire (its service
+  crashed) is taken over, and its old writer stops at its next batch.
+- **No hang.** The stream's connections bound every statement (``STREAM_STATEMENT_TIMEOUT``)
+  and use the pure client, whose socket waits release the GIL, so a hung server makes the
+  stream `retrying` and leaves the service's views answering.
+- **No driver text.** ``last_error`` is a stable code and a plain message; the log has the rest.
 """
 
 from __future__ import annotations

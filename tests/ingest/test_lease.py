@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -188,3 +189,24 @@ def test_stream_ids_that_differ_only_in_case_are_two_streams(
         "WHERE source_id IN ('CaseTest', 'casetest') GROUP BY source_id ORDER BY source_id",
     )
     assert sorted(sources) == [("CaseTest", 30), ("casetest", 30)]
+
+
+def test_a_waiting_stream_keeps_its_lease(seeded: Settings, app_for: AppFor) -> None:
+    short_lease = seeded.model_copy(update={"stream_lease_seconds": 0.6})
+    writer = app_for(short_lease).test_client()
+    other = app_for(short_lease).test_client()
+    body = {"batch_size": 10, "num_batches": 3, "interval": 3, "stream_id": "kept"}
+    assert writer.post("/start_stream", json=body).status_code == 202
+    wait_for(
+        lambda: _status(writer),
+        lambda s: s["batches_done"] >= 1,
+        "a first batch",
+        timeout=WAIT_SECONDS,
+        interval=POLL_SECONDS,
+    )
+    time.sleep(1.2)  # twice the lease: only renewals during the wait keep it
+
+    response = other.post("/start_stream", json=body)
+
+    assert response.status_code == 409
+    assert _status(writer)["state"] == "running"
