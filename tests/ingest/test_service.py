@@ -128,6 +128,7 @@ def service(
         "INGEST_PORT": str(port),
         "INSTANCE_ID": nonce,
         "STREAM_STATEMENT_TIMEOUT": str(STATEMENT_TIMEOUT),
+        "DB_CONNECT_TIMEOUT": "1",
         "STREAM_RETRY_INITIAL_BACKOFF": "0.1",
         "STREAM_RETRY_MAX_BACKOFF": "0.5",
         "STREAM_RETRY_MAX_SECONDS": "120",
@@ -370,3 +371,24 @@ def test_a_stream_can_be_stopped_while_the_database_hangs(
     logged = _batches(db, "halted")
     assert sorted(logged) == list(range(len(logged)))
     assert len(logged) in (final["batches_done"], final["batches_done"] + 1)
+
+
+def test_starting_a_stream_while_the_database_hangs_answers_503(
+    private_server: PrivateServer, service: Service
+) -> None:
+    assert _status(service)["state"] in {"idle", "completed", "stopped", "failed"}
+
+    private_server.hang()
+    try:
+        status, body, seconds = _request(
+            service, "POST", "/start_stream", {"batch_size": 10, "stream_id": "too-late"}
+        )
+        health_status, _, _ = _request(service, "GET", "/health")
+    finally:
+        private_server.resume()
+    print(f"during the hang: POST /start_stream answered {status} in {seconds:.3f} s")
+
+    assert status == 503
+    assert body["error"] == "database_unavailable"
+    assert "@" not in json.dumps(body)
+    assert health_status == 503

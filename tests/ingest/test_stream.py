@@ -250,6 +250,7 @@ def test_resuming_a_completed_stream_writes_nothing(
     manager = manager_for(seeded)
     assert _finish(_start(manager, "once", num_batches=3))["state"] == "completed"
     before = _cdr_count(seeded)
+    rows_before = _all_rows(seeded)
 
     status = _finish(_start(manager, "once", num_batches=3))
 
@@ -257,7 +258,14 @@ def test_resuming_a_completed_stream_writes_nothing(
     assert status["batches_skipped"] == 3
     assert status["rows_done"] == 0
     assert _cdr_count(seeded) == before
+    assert _all_rows(seeded) == rows_before
     assert _stream_days(seeded) == _one_batch_a_day(50, 3)
+
+
+def _all_rows(settings: Settings) -> list[tuple[Any, ...]]:
+    """Every CDR row, ids included, in id order: a re-run must leave them all as they were."""
+    columns = ", ".join(("id", *CDR_COLUMNS))
+    return _query(settings, f"SELECT {columns} FROM DP_CDR_Data ORDER BY id")
 
 
 @pytest.fixture
