@@ -16,6 +16,10 @@ class ClientError(RuntimeError):
     """The API answered with an error or could not be reached."""
 
 
+class WrongService(ClientError):
+    """The port is answered by a service other than the one the caller started."""
+
+
 def call(
     base_url: str,
     method: str,
@@ -58,13 +62,28 @@ def call(
         raise ClientError(f"{base_url} is unreachable: {exc.reason}") from exc
 
 
-def wait_until_healthy(base_url: str, timeout: float) -> None:
-    """Poll `GET /health` until it answers 200, or raise :class:`ClientError`."""
+def wait_until_healthy(base_url: str, timeout: float, instance_id: str | None = None) -> None:
+    """Poll `GET /health` until it answers 200, or raise :class:`ClientError`.
+
+    Args:
+        base_url: The service's URL.
+        timeout: Seconds to keep trying.
+        instance_id: The ``INSTANCE_ID`` the caller started the service with: another process
+            answering on the port (its ``/health`` reports another id) fails at once.
+    """
     deadline = time.monotonic() + timeout
     while True:
         try:
-            call(base_url, "GET", "/health")
+            health = call(base_url, "GET", "/health", timeout=5)
+            answered = health.get("instance_id") if isinstance(health, dict) else None
+            if instance_id is not None and answered != instance_id:
+                raise WrongService(
+                    f"{base_url} is answered by another service (instance {answered!r}), "
+                    "not the one started; is the port taken?"
+                )
             return
+        except WrongService:
+            raise
         except ClientError as exc:
             if time.monotonic() > deadline:
                 raise ClientError(f"{base_url} not healthy after {timeout:.0f} s: {exc}") from exc

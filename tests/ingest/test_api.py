@@ -767,3 +767,15 @@ def test_the_client_sends_the_token_as_a_bearer_header(monkeypatch: pytest.Monke
 
     assert seen[0].get_header("Authorization") == "Bearer abc"
     assert seen[1].get_header("Authorization") is None
+
+
+def test_waiting_for_health_fails_at_once_when_another_service_answers(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    answers = {"status": "ok", "database": "reachable", "instance_id": "someone-else"}
+    monkeypatch.setattr(client_module, "call", lambda *args, **kwargs: answers)
+
+    client_module.wait_until_healthy("http://x", timeout=5)
+    with pytest.raises(client_module.WrongService, match="someone-else"):
+        client_module.wait_until_healthy("http://x", timeout=60, instance_id="mine")
+    client_module.wait_until_healthy("http://x", timeout=5, instance_id="someone-else")
