@@ -73,6 +73,15 @@ class PrivateServer:
     def resume(self) -> None:
         os.kill(self.pid, signal.SIGCONT)
 
+    def crash_and_restart(self, down_seconds: float) -> None:
+        """Kill the server outright (SIGKILL), wait, and start it again on its port."""
+        pid = self.pid
+        os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(pid, 0)
+        time.sleep(down_seconds)
+        start_local_server(self.local, self.settings.db_port)
+
 
 @pytest.fixture(scope="module")
 def private_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateServer]:
@@ -392,3 +401,34 @@ def test_starting_a_stream_while_the_database_hangs_answers_503(
     assert body["error"] == "database_unavailable"
     assert "@" not in json.dumps(body)
     assert health_status == 503
+
+
+def test_a_stream_rides_out_a_killed_and_restarted_server_exactly_once(
+    private_server: PrivateServer, service: Service
+) -> None:
+    db = private_server.settings
+    before = _stream_checksum(db)[0]
+    status, started, _ = _request(
+        service,
+        "POST",
+        "/start_stream",
+        {
+            "batch_size": 200,
+            "num_batches": 12,
+            "interval": 0.1,
+            "clock": "simulated",
+            "seed": 9,
+            "stream_id": "crashed",
+        },
+    )
+    assert status == 202, started
+    _wait(service, lambda s: s["batches_done"] >= 2, "two batches")
+
+    private_server.crash_and_restart(down_seconds=1.0)
+    final = _wait(service, lambda s: s["state"] in {"completed", "stopped", "failed"}, "end")
+
+    assert final["state"] == "completed", final
+    assert final["retries"] >= 1
+    assert _batches(db, "crashed") == dict.fromkeys(range(12), 200)
+    # the batches before the crash plus the ones after: none lost, none twice
+    assert _stream_checksum(db)[0] == before + 12 * 200
