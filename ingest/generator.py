@@ -45,6 +45,7 @@ import datetime
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from threading import Lock
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -177,12 +178,13 @@ class Subscribers:
 
     def take(self, index: NDArray[np.int64]) -> Subscribers:
         """The subscribers at ``index``, in that order."""
-        return Subscribers(**{f.name: _take(getattr(self, f.name), index) for f in fields(self)})
+        values: dict[str, Any] = {f.name: _take(getattr(self, f.name), index) for f in fields(self)}
+        return Subscribers(**values)
 
     @staticmethod
     def concat(parts: list[Subscribers]) -> Subscribers:
         """All ``parts`` one after the other."""
-        values = {}
+        values: dict[str, Any] = {}
         for f in fields(Subscribers):
             first = getattr(parts[0], f.name)
             if isinstance(first, dict):
@@ -369,7 +371,9 @@ class Population:
         dip_day = np.full(len(subscribers), _NEVER, dtype=np.int64)
         drift = self.scenario.concept_drift
         if drift is not None:
-            declines = ~((churn_day >= drift.from_step) & (subscribers.silent_draw < drift.strength))
+            declines = ~(
+                (churn_day >= drift.from_step) & (subscribers.silent_draw < drift.strength)
+            )
             # Dips come at the churn hazard, so they replace the silent declines one for one;
             # a dip must neither be labelled nor run into the subscriber's own decline.
             dip_time = start + subscribers.dip_clock / hazard
@@ -487,7 +491,7 @@ def _msisdns(first: int, count: int) -> NDArray[np.object_]:
 
 def _draw_traits(
     rng: np.random.Generator, engagement: NDArray[np.float64], scale: float
-) -> dict[str, object]:
+) -> dict[str, Any]:
     n = engagement.size
     data_affinity = rng.beta(_DATA_AFFINITY_BETA, _DATA_AFFINITY_BETA, n)
     # Centred so that the engagement and affinity factors average 1 over N(0, 1) engagement.
