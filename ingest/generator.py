@@ -314,20 +314,22 @@ class Population:
         """The records of ``day`` in `CDR_COLUMNS` order, sorted by MSISDN, dated midnight."""
         subscribers, fate = self.subscribers(day + 1)
         index = self.active(day)
-        rng = day_rng(usage_seed, USAGE, day)
+        # One stream per column, so that drifting one column leaves the others' draws alone.
+        rngs = np.random.SeedSequence([usage_seed, USAGE, day]).spawn(1 + len(USAGE_COLUMNS))
+        rng = {c: np.random.default_rng(r) for c, r in zip(USAGE_COLUMNS, rngs[1:], strict=True)}
         n = index.size
-        intensity = rng.gamma(_ACTIVITY_SHAPE, 1.0 / _ACTIVITY_SHAPE, n)
+        intensity = np.random.default_rng(rngs[0]).gamma(_ACTIVITY_SHAPE, 1.0 / _ACTIVITY_SHAPE, n)
         intensity *= self._usage_multiplier(day, index, subscribers, fate)
         weekday = (self.start_date.weekday() + day) % 7
         columns: dict[str, NDArray[np.float64] | NDArray[np.int64]] = {}
         for column, kind in COUNT_KINDS.items():
             factor = _WEEKDAY_FACTORS[kind][weekday] * _drift_factor(self.scenario, kind, day)
             mean = subscribers.rates[column][index] * factor * intensity
-            columns[column] = rng.poisson(mean).astype(np.int64)
+            columns[column] = rng[column].poisson(mean).astype(np.int64)
         for column, count_column in AMOUNT_COUNTS.items():
             shape = EVENT_SHAPES[column]
             scale = subscribers.event_means[column][index] / shape
-            columns[column] = np.round(rng.gamma(columns[count_column] * shape, scale), 2)
+            columns[column] = np.round(rng[column].gamma(columns[count_column] * shape, scale), 2)
 
         keep = ~self._skips(day, usage_seed, n)
         index = index[keep]
@@ -374,11 +376,13 @@ class Population:
             declines = ~(
                 (churn_day >= drift.from_step) & (subscribers.silent_draw < drift.strength)
             )
-            # Dips come at the churn hazard, so they replace the silent declines one for one;
-            # a dip must neither be labelled nor run into the subscriber's own decline.
-            dip_time = start + subscribers.dip_clock / hazard
-            candidate = np.floor(np.minimum(dip_time, _NEVER)).astype(np.int64)
+            # A dip must neither be labelled nor run into the subscriber's own decline. Dips
+            # start at from_step, at the churn hazard raised by the odds of surviving that
+            # margin, so they replace the silent declines one for one on average.
             margin = max(self.decay_days, self.label_horizon_days) + 1
+            dip_rate = hazard * np.exp(margin * hazard)
+            dip_time = np.maximum(start, drift.from_step) + subscribers.dip_clock / dip_rate
+            candidate = np.floor(np.minimum(dip_time, _NEVER)).astype(np.int64)
             dips = (
                 (candidate >= drift.from_step)
                 & (subscribers.dip_draw < drift.strength)
@@ -457,8 +461,8 @@ def draw_subscribers(config: GeneratorConfig) -> pd.DataFrame:
         config: The same config as passed to :func:`generate_cdr`.
 
     Returns:
-        One row per subscriber who is active at some point of the window (day-0 population
-        first, then newcomers by arrival), with ``DP_MSISDN``; ``engagement``, the latent
+        One row per subscriber of day 0 and per newcomer joining within the window (in that
+        order; a churn on the first day leaves no record), with ``DP_MSISDN``; ``engagement``, the latent
         trait behind both usage level and churn hazard; ``join_day``, the day index
         (0 = ``start_date``) of joining, negative for the day-0 population; ``churn_day``,
         ``>= config.days`` when it falls after the window; ``decline_day``, the churn day when
@@ -466,8 +470,7 @@ def draw_subscribers(config: GeneratorConfig) -> pd.DataFrame:
         ``dip_day``, ``<NA>`` unless the subscriber shows a decline without churning.
     """
     subscribers, fate = Population.for_generator(config).subscribers(config.days)
-    seen = np.flatnonzero((fate.join_day < config.days) & (fate.churn_day > 0))
-    seen = seen[fate.churn_day[seen] > fate.join_day[seen]]
+    seen = np.flatnonzero(fate.join_day < config.days)
     churn_day = fate.churn_day[seen]
     dip_day = fate.dip_day[seen]
     return pd.DataFrame(
