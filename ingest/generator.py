@@ -462,12 +462,13 @@ def draw_subscribers(config: GeneratorConfig) -> pd.DataFrame:
 
     Returns:
         One row per subscriber of day 0 and per newcomer joining within the window (in that
-        order; a churn on the first day leaves no record), with ``DP_MSISDN``; ``engagement``, the latent
-        trait behind both usage level and churn hazard; ``join_day``, the day index
-        (0 = ``start_date``) of joining, negative for the day-0 population; ``churn_day``,
-        ``>= config.days`` when it falls after the window; ``decline_day``, the churn day when
-        usage declines before it, ``<NA>`` for churns without warning (concept drift); and
-        ``dip_day``, ``<NA>`` unless the subscriber shows a decline without churning.
+        order; a churn on the first day leaves no record), with ``DP_MSISDN``;
+        ``engagement``, the latent trait behind both usage level and churn hazard;
+        ``join_day``, the day index (0 = ``start_date``) of joining, negative for the day-0
+        population; ``churn_day``, ``>= config.days`` when it falls after the window;
+        ``decline_day``, the churn day when usage declines before it, ``<NA>`` for churns
+        without warning (concept drift); and ``dip_day``, ``<NA>`` unless the subscriber
+        shows a decline without churning (concept drift).
     """
     subscribers, fate = Population.for_generator(config).subscribers(config.days)
     seen = np.flatnonzero(fate.join_day < config.days)

@@ -197,17 +197,14 @@ def profile_base(recent: pd.DataFrame, first_day: date) -> ProfileBase:
     sums = grouped.sum(min_count=1).loc[keep]
     n = len(keep)
 
-    rates = {}
-    for column in AMOUNT_COUNTS.values():
-        rates[column] = means[column].fillna(means[column].median()).fillna(0.0).to_numpy()
-    for column in COUNT_COLUMNS:
-        if column not in rates:
-            rates[column] = means[column].fillna(means[column].median()).fillna(0.0).to_numpy()
+    rates = {
+        column: means[column].fillna(_median(means[column], 0.0)).to_numpy()
+        for column in COUNT_COLUMNS
+    }
     event_means = {}
     for column, count_column in AMOUNT_COUNTS.items():
         per_event = sums[column] / sums[count_column].where(sums[count_column] > 0)
-        fallback = per_event.median() if per_event.notna().any() else 1.0
-        event_means[column] = per_event.fillna(fallback).clip(lower=1e-3).to_numpy()
+        event_means[column] = per_event.fillna(_median(per_event, 1.0)).clip(lower=1e-3).to_numpy()
 
     # Engagement: standardised log usage level, so that low usage churns more.
     relative = np.column_stack(
@@ -250,6 +247,10 @@ def profile_base(recent: pd.DataFrame, first_day: date) -> ProfileBase:
     )
     null_columns = tuple(c for c in USAGE_COLUMNS if frame[c].isna().all())
     return ProfileBase(digest, first_day, initial, null_columns, seed % 2**32)
+
+
+def _median(values: pd.Series, default: float) -> float:
+    return float(values.median()) if values.notna().any() else default
 
 
 def _daily_hazard(labels: pd.Series) -> float:
