@@ -14,8 +14,9 @@ from typing import Any
 
 from db.connection import Connection, transaction
 
-# Realtime stamps fall within now +- this (ingest.simulator.REALTIME_JITTER_S).
-_JITTER = timedelta(seconds=300)
+# Realtime stamps fall within now +- 300 s (ingest.simulator.REALTIME_JITTER_S), `now` floored
+# to the second, while the source's timestamps carry milliseconds.
+_JITTER = timedelta(seconds=302)
 _SELECT_REALTIME_WINDOWS = (
     "SELECT created_at, updated_at, state FROM ingest_sources "
     "WHERE kind = 'stream' AND JSON_UNQUOTE(JSON_EXTRACT(params, '$.clock')) = 'realtime'"
