@@ -118,7 +118,7 @@ class ProfileBase:
     key: str
     start_date: date = field(compare=False)
     initial: Subscribers = field(compare=False)
-    null_columns: tuple[str, ...] = field(compare=False)
+    null_shares: dict[str, float] = field(compare=False)
     seed: int = field(compare=False)
     first_day: int = field(default=0, compare=False)
 
@@ -172,7 +172,7 @@ def profile_base(recent: pd.DataFrame, first_day: date) -> ProfileBase:
 
     Args:
         recent: The last days of history (at least :data:`PROFILE_DAYS` are used), raw CDR
-            columns; NULL usage stays NULL in the stream when a column is entirely NULL.
+            columns; each usage column is NULL in the stream as often as it is there.
         first_day: The first streamed day (usually the day after the history).
 
     Raises:
@@ -203,7 +203,10 @@ def profile_base(recent: pd.DataFrame, first_day: date) -> ProfileBase:
     }
     event_means = {}
     for column, count_column in AMOUNT_COUNTS.items():
-        per_event = sums[column] / sums[count_column].where(sums[count_column] > 0)
+        # Only the records that carry both the amount and its count.
+        counted = usage[count_column].where(usage[column].notna())
+        events = counted.groupby(usage[SUBSCRIBER_COLUMN]).sum(min_count=1).reindex(keep)
+        per_event = sums[column] / events.where(events > 0)
         event_means[column] = per_event.fillna(_median(per_event, 1.0)).clip(lower=1e-3).to_numpy()
 
     # Engagement: standardised log usage level, so that low usage churns more.
@@ -245,8 +248,9 @@ def profile_base(recent: pd.DataFrame, first_day: date) -> ProfileBase:
         silent_draw=rng.random(n),
         dip_draw=rng.random(n),
     )
-    null_columns = tuple(c for c in USAGE_COLUMNS if frame[c].isna().all())
-    return ProfileBase(digest, first_day, initial, null_columns, seed % 2**32)
+    shares = {column: float(frame[column].isna().mean()) for column in USAGE_COLUMNS}
+    null_shares = {column: share for column, share in shares.items() if share > 0}
+    return ProfileBase(digest, first_day, initial, null_shares, seed % 2**32)
 
 
 def _median(values: pd.Series, default: float) -> float:
@@ -270,7 +274,7 @@ class StreamDays:
         self.base = base
         self.seed = seed
         self.population = base.population(scenario)
-        self._null_columns = base.null_columns if isinstance(base, ProfileBase) else ()
+        self._null_shares = base.null_shares if isinstance(base, ProfileBase) else {}
         self._ends: list[int] = []  # rows streamed up to the end of each streamed day
         self._days: dict[int, pd.DataFrame] = {}
         self._lock = Lock()
@@ -289,12 +293,11 @@ class StreamDays:
         rng = day_rng(self.seed, _STAMPS, day)
         records = records.iloc[rng.permutation(len(records))].reset_index(drop=True)
         records["_second"] = np.sort(rng.integers(0, _SECONDS_PER_DAY, len(records)))
-        for column in self._null_columns:
-            records[column] = (
-                pd.array([pd.NA] * len(records), dtype="Int64")
-                if column in COUNT_COLUMNS
-                else np.nan
-            )
+        for column, share in self._null_shares.items():
+            missing = rng.random(len(records)) < share
+            if column in COUNT_COLUMNS:
+                records[column] = pd.array(records[column], dtype="Int64")
+            records.loc[missing, column] = pd.NA if column in COUNT_COLUMNS else np.nan
         if len(self._days) >= _DAYS_CACHED:
             self._days.pop(min(self._days))
         self._days[stream_day] = records
@@ -327,6 +330,25 @@ class StreamDays:
 def stream_days(base: StreamBase, seed: int, scenario: Scenario) -> StreamDays:
     """The (cached) streamed days of a stream; rebuilt from the seed after a restart."""
     return StreamDays(base, seed, scenario)
+
+
+_PROFILED: dict[tuple[int, date], tuple[pd.DataFrame, ProfileBase]] = {}
+_PROFILED_LOCK = Lock()
+
+
+def _profiled(frame: pd.DataFrame, first_day: date) -> ProfileBase:
+    """Profiles of ``frame``, kept for the last few frames: a stream passes the same one."""
+    key = (id(frame), first_day)
+    with _PROFILED_LOCK:
+        cached = _PROFILED.get(key)
+        # Holding the frame keeps its id from being reused by another one.
+        if cached is not None and cached[0] is frame:
+            return cached[1]
+        base = profile_base(frame, first_day)
+        if len(_PROFILED) >= 4:
+            _PROFILED.pop(next(iter(_PROFILED)))
+        _PROFILED[key] = (frame, base)
+        return base
 
 
 def build_batch(
@@ -363,7 +385,7 @@ def build_batch(
             if clock.mode == "simulated"
             else simulated_anchor(pd.Timestamp(base[DATE_COLUMN].max()).to_pydatetime()).date()
         )
-        base = profile_base(base, first_day)
+        base = _profiled(base, first_day)
     days = stream_days(base, seed, scenario or Scenario())
     batch, stream_day = days.rows(batch_index * size, (batch_index + 1) * size)
     if clock.mode == "realtime":

@@ -277,6 +277,8 @@ def test_concept_drift_keeps_who_is_active_and_their_labels_but_not_their_usage(
 def test_loaded_history_is_continued_from_28_day_profiles() -> None:
     history = generate_cdr(GeneratorConfig(subscribers=400, days=35, seed=8))
     history["DP_MOSMS_COUNT"] = pd.array([pd.NA] * len(history), dtype="Int64")
+    sparse = np.random.default_rng(0).random(len(history)) < 0.2
+    history["DP_DATA_VOLUME"] = history["DP_DATA_VOLUME"].mask(sparse)
     base = profile_base(history, date(2024, 2, 5))
     stream = pd.concat(
         [build_batch(base, i, 1000, 1, SIMULATED, NOW) for i in range(12)], ignore_index=True
@@ -286,7 +288,10 @@ def test_loaded_history_is_continued_from_28_day_profiles() -> None:
     last_week = history[history[DATE_COLUMN] >= pd.Timestamp("2024-01-29")]
     for column in ("DP_MOC_COUNT", "DP_DATA_VOLUME", "DP_MTC_DURATION"):
         assert abs(stream[column].mean() / last_week[column].mean() - 1) < 0.15, column
+    # NULL as often as in history: always for a column never filled, 20 % for a sparse one.
     assert stream["DP_MOSMS_COUNT"].isna().all()
+    assert stream["DP_DATA_VOLUME"].isna().mean() == pytest.approx(0.2, abs=0.02)
+    assert stream["DP_DATA_COUNT"].notna().all()
     rows_per_day = stream.groupby(stream[DATE_COLUMN].dt.normalize()).size().iloc[:-1]
     assert abs(rows_per_day.mean() / last_week.groupby(DATE_COLUMN).size().mean() - 1) < 0.1
     assert 0.03 < stream[LABEL_COLUMN].mean() < 0.15
