@@ -84,7 +84,7 @@ _AMOUNT_MODEL: dict[str, tuple[str, float, float, float]] = {
     "DP_DATA_VOLUME": ("DP_DATA_COUNT", 25.0, 0.7, 0.4),
 }
 # Monday..Sunday.
-_WEEKDAY_FACTORS: dict[str, NDArray[np.float64]] = {
+WEEKDAY_FACTORS: dict[str, NDArray[np.float64]] = {
     "voice": np.array([1.05, 1.05, 1.05, 1.05, 1.10, 0.85, 0.70]),
     "sms": np.array([1.00, 1.00, 1.00, 1.00, 1.05, 1.00, 0.90]),
     "data": np.array([0.95, 0.95, 0.95, 0.95, 1.00, 1.15, 1.20]),
@@ -323,7 +323,7 @@ class Population:
         weekday = (self.start_date.weekday() + day) % 7
         columns: dict[str, NDArray[np.float64] | NDArray[np.int64]] = {}
         for column, kind in COUNT_KINDS.items():
-            factor = _WEEKDAY_FACTORS[kind][weekday] * _drift_factor(self.scenario, kind, day)
+            factor = WEEKDAY_FACTORS[kind][weekday] * _drift_factor(self.scenario, kind, day)
             mean = subscribers.rates[column][index] * factor * intensity
             columns[column] = rng[column].poisson(mean).astype(np.int64)
         for column, count_column in AMOUNT_COUNTS.items():

@@ -47,8 +47,10 @@ from db.schema import (
 from ingest.generator import (
     AMOUNT_COUNTS,
     ARRIVALS,
+    COUNT_KINDS,
     DECLINE_FLOOR_RANGE,
     ENGAGEMENT_HAZARD,
+    WEEKDAY_FACTORS,
     GeneratorConfig,
     Population,
     Subscribers,
@@ -197,9 +199,11 @@ def profile_base(recent: pd.DataFrame, first_day: date) -> ProfileBase:
     sums = grouped.sum(min_count=1).loc[keep]
     n = len(keep)
 
+    # Observed means hold the average weekday factor, which the day model applies again.
     rates = {
         column: means[column].fillna(_median(means[column], 0.0)).to_numpy()
-        for column in COUNT_COLUMNS
+        / float(np.mean(WEEKDAY_FACTORS[kind]))
+        for column, kind in COUNT_KINDS.items()
     }
     event_means = {}
     for column, count_column in AMOUNT_COUNTS.items():
