@@ -246,11 +246,16 @@ class Population:
 
     @classmethod
     def for_generator(cls, config: GeneratorConfig, scenario: Scenario | None = None) -> Population:
-        """The world of ``generate_cdr(config)``; ``scenario`` (in days from ``start_date``)
-        replaces ``config.scenario`` when given."""
+        """The world of ``generate_cdr(config)``.
+
+        Args:
+            config: Size, churn behaviour and seed of the world.
+            scenario: Replaces ``config.scenario`` when given (steps in days from
+                ``config.start_date``).
+        """
         engagement = day_rng(config.seed, TRAITS, 0).standard_normal(config.subscribers)
         weight = np.exp(-ENGAGEMENT_HAZARD * engagement)
-        scale = _hazard_scale(weight, config.churn_rate)
+        scale = hazard_scale(weight, config.churn_rate)
         rng = day_rng(config.seed, TRAITS, 1)
         traits = _draw_traits(rng, engagement, scale)
         # In the stationary population a subscriber's age is distributed like its lifetime.
@@ -543,6 +548,3 @@ def hazard_scale(weight: NDArray[np.float64], churn_rate: float) -> float:
         middle = (low + high) / 2.0
         low, high = (middle, high) if churned(middle) < churn_rate else (low, middle)
     return (low + high) / 2.0
-
-
-_hazard_scale = hazard_scale
