@@ -6,6 +6,9 @@ one transaction: a reader sees all of a run or none of it, and a poller that die
 commit monitors the same predictions again instead of skipping them. Figures are upserted by
 (model version, chunk, metric) and (model version, chunk, feature, method); a run recomputes
 every chunk of its version, so rows its chunks no longer cover are pruned in the same commit.
+
+Every public function raises our `DatabaseError` (or `DatabaseUnavailable`), never the
+driver's errors, so no caller needs to know the driver.
 """
 
 from __future__ import annotations
@@ -13,11 +16,12 @@ from __future__ import annotations
 import io
 import json
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any, Literal
+from functools import wraps
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import mysql.connector.errors as mysql_errors
 import numpy as np
@@ -28,6 +32,9 @@ import pyarrow.json as pa_json
 from db.connection import Connection, Cursor, transaction
 from db.errors import DatabaseError, DatabaseUnavailable, is_transient
 from db.models import ANALYSIS, REFERENCE
+
+if TYPE_CHECKING:
+    from monitoring.compute.result import MonitoringRun
 
 # Columns of the prediction frames; the model's features follow, one column each.
 PREDICTION_ID = "prediction_id"
@@ -44,6 +51,8 @@ PREDICTION_FRAME_COLUMNS: tuple[str, ...] = (
     DECISION,
     LABEL,
 )
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 RunTrigger = Literal["api", "poller", "cli"]
 RunStatus = Literal["succeeded", "failed"]
@@ -268,6 +277,18 @@ def database_errors() -> Iterator[None]:
         raise
 
 
+def _translated(function: _F) -> _F:
+    """Run ``function`` under :func:`database_errors`: callers see our errors only."""
+
+    @wraps(function)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        with database_errors():
+            return function(*args, **kwargs)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@_translated
 def max_prediction_id(conn: Connection) -> int:
     """The highest `model_predictions.id` (0 when there are none); grows with every write."""
     with transaction(conn) as cursor:
@@ -276,6 +297,7 @@ def max_prediction_id(conn: Connection) -> int:
     return int(value)
 
 
+@_translated
 def load_reference(
     conn: Connection, version: str, continuous: Sequence[str], categorical: Sequence[str]
 ) -> pd.DataFrame:
@@ -292,6 +314,7 @@ def load_reference(
     return _prediction_frame(rows, continuous, categorical)
 
 
+@_translated
 def load_analysis(
     conn: Connection,
     version: str,
@@ -391,25 +414,36 @@ def _prediction_frame(
     return pd.concat([base, features.set_index(base.index)], axis=1)
 
 
-def store_run(
-    conn: Connection,
-    run: RunRecord,
-    metric_rows: Iterable[Mapping[str, Any]],
-    drift_rows: Iterable[Mapping[str, Any]],
-    consumer: str | None = None,
-) -> int:
+@_translated
+def store_run(conn: Connection, run: MonitoringRun, consumer: str | None = None) -> int:
     """Store a successful run in one transaction and return its run id.
 
-    Inserts the run row, upserts its figures (records shaped like
-    `MonitoringResult.metric_rows` and `drift_rows` / `quality_rows`), removes the version's
-    figures of chunks this run did not produce, and advances ``consumer``'s watermark to the
-    run's ``watermark_id`` when one is named.
+    Inserts the run row, upserts its figures (`MonitoringResult.metric_rows`, `drift_rows` and
+    `quality_rows`, whose keys are this table's column names), removes the version's figures of
+    chunks this run did not produce, and advances ``consumer``'s watermark to the run's
+    ``watermark_id`` when one is named.
     """
     version = run.model_version
+    result = run.result
+    record = RunRecord(
+        model_version=version,
+        trigger=run.trigger,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        watermark_id=run.watermark_id,
+        chunking=run.chunking,
+        reference_rows=result.reference_rows,
+        analysis_rows=result.analysis_rows,
+        labelled_rows=result.labelled_rows,
+        chunks=len(result.chunks),
+        alerts=result.alert_counts(),
+        warnings=len(result.warnings),
+    )
+    drift_rows = [*result.drift_rows(), *result.quality_rows()]
     with transaction(conn) as cursor:
-        run_id = _insert_run(cursor, run, SUCCEEDED, None)
+        run_id = _insert_run(cursor, record, SUCCEEDED, None)
         cursor.executemany(
-            _UPSERT_RESULT, [_result_params(version, row, run_id) for row in metric_rows]
+            _UPSERT_RESULT, [_result_params(version, row, run_id) for row in result.metric_rows()]
         )
         cursor.executemany(
             _UPSERT_DRIFT, [_drift_params(version, row, run_id) for row in drift_rows]
@@ -421,6 +455,7 @@ def store_run(
     return run_id
 
 
+@_translated
 def record_failed_run(
     conn: Connection, run: RunRecord, error_message: str, consumer: str | None = None
 ) -> int:
@@ -467,8 +502,8 @@ def _result_params(version: str, row: Mapping[str, Any], run_id: int) -> tuple[A
         row["metric"],
         row["chunk_key"],
         _finite(row["estimate"]),
-        _finite(row["lower"]),
-        _finite(row["upper"]),
+        _finite(row["lower_bound"]),
+        _finite(row["upper_bound"]),
         _finite(row["sampling_error"]),
         _finite(row["realized"]),
         _finite(row["lower_threshold"]),
@@ -477,7 +512,7 @@ def _result_params(version: str, row: Mapping[str, Any], run_id: int) -> tuple[A
         _optional_bool(row["realized_alert"]),
         _optional_bool(row["estimate_realized_alert"]),
         _finite(row["ece"]),
-        int(row["rows"]),
+        int(row["chunk_rows"]),
         int(row["labelled_rows"]),
         run_id,
     )
@@ -501,6 +536,7 @@ def _drift_params(version: str, row: Mapping[str, Any], run_id: int) -> tuple[An
     )
 
 
+@_translated
 def latest_run(conn: Connection, version: str, status: RunStatus | None = None) -> StoredRun | None:
     """The most recent run of ``version`` (of that ``status`` when given), or None."""
     with transaction(conn) as cursor:
@@ -512,6 +548,7 @@ def latest_run(conn: Connection, version: str, status: RunStatus | None = None) 
     return None if row is None else StoredRun._from_row(row)
 
 
+@_translated
 def last_monitored_version(conn: Connection) -> str | None:
     """The model version of the most recent successful run, or None."""
     with transaction(conn) as cursor:
@@ -520,6 +557,7 @@ def last_monitored_version(conn: Connection) -> str | None:
     return None if row is None else str(row[0])
 
 
+@_translated
 def stored_results(conn: Connection, version: str) -> pd.DataFrame:
     """The stored figures of ``version``, one row per metric and chunk (`RESULT_COLUMNS`),
     by metric then chunk; missing figures are NaN, flags are booleans or None."""
@@ -537,6 +575,7 @@ def stored_results(conn: Connection, version: str) -> pd.DataFrame:
     return frame
 
 
+@_translated
 def stored_drift(conn: Connection, version: str) -> pd.DataFrame:
     """The stored drift and data-quality figures of ``version``, one row per statistic and
     chunk (`DRIFT_COLUMNS`), by kind, feature, method then chunk."""
@@ -550,6 +589,7 @@ def stored_drift(conn: Connection, version: str) -> pd.DataFrame:
     return frame
 
 
+@_translated
 def get_watermark(conn: Connection, consumer: str) -> int:
     """The last `model_predictions.id` ``consumer`` has monitored (0 when it never ran)."""
     with transaction(conn) as cursor:
@@ -558,6 +598,7 @@ def get_watermark(conn: Connection, consumer: str) -> int:
     return 0 if row is None else int(row[0])
 
 
+@_translated
 def advance_watermark(
     conn: Connection, consumer: str, prediction_id: int, run_id: int | None = None
 ) -> int:
@@ -574,6 +615,7 @@ def run_lock_name(db_name: str) -> str:
     return f"monitoring_run.{db_name}"[:_LOCK_NAME_MAX]
 
 
+@_translated
 def acquire_run_lock(conn: Connection, name: str, timeout: float) -> bool:
     """Take the named lock on ``conn``'s session, waiting up to ``timeout`` seconds.
 
@@ -586,6 +628,7 @@ def acquire_run_lock(conn: Connection, name: str, timeout: float) -> bool:
     return acquired == 1
 
 
+@_translated
 def release_run_lock(conn: Connection, name: str) -> None:
     """Release the named lock taken by :func:`acquire_run_lock` on this session."""
     with transaction(conn) as cursor:

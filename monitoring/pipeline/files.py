@@ -15,8 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import ValidationError
 
+from monitoring.compute.spec import ColumnMapping, validation_message
 from monitoring.errors import InputError
-from monitoring.spec import ColumnMapping, validation_message
 
 CSV_SUFFIXES = (".csv",)
 PARQUET_SUFFIXES = (".parquet", ".pq")

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from monitoring.nannyml_loader import Chunk, Chunker
-from monitoring.spec import Chunking
+from monitoring.compute.nannyml_loader import Chunk, Chunker
+from monitoring.compute.spec import Chunking
 
 _DAYS_PER_WEEK = 7
 # 1970-01-01, day 0 of datetime64[D], was a Thursday: day + 3 counts from a Monday.
@@ -131,7 +131,8 @@ class PresortedChunker(Chunker):
 
     NannyML's own chunkers sort and re-index the whole frame on every call, and a run calls
     them once per calculator, per reference column and per metric: dozens of sorts of a
-    million rows. Frames are sorted once in `monitoring.prepare`; here each chunk is a slice.
+    million rows. Frames are sorted once in `monitoring.compute.prepare`; here each chunk is a
+    slice.
     """
 
     def __init__(self, chunking: Chunking, timestamp_column: str) -> None:

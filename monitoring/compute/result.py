@@ -11,13 +11,15 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 
-from monitoring.spec import Chunking
+from monitoring.compute.spec import Chunking
 
 METRICS: tuple[str, ...] = ("roc_auc", "f1", "accuracy")
+
+RunTrigger = Literal["api", "poller", "cli"]
 
 # Warning codes, stable for machines; the message says the same for people.
 CHUNK_TOO_SMALL = "chunk_too_small"
@@ -55,10 +57,10 @@ class ChunkSummary:
     """One analysis chunk: its span, its size and how well calibrated its labelled rows are.
 
     Attributes:
-        key: Readable name, see `monitoring.chunking.ChunkBounds`.
-        start: Start of the chunk, see `monitoring.chunking.ChunkBounds` for the convention.
+        key: Readable name, see `monitoring.compute.chunking.ChunkBounds`.
+        start: Start of the chunk, see `monitoring.compute.chunking.ChunkBounds` for the convention.
         end: End of the chunk.
-        rows: Predictions in the chunk.
+        chunk_rows: Predictions in the chunk.
         labelled_rows: Of which the label is known.
         ece: Expected calibration error of the labelled rows (10 equal-width score bins);
             NaN without labelled rows.
@@ -67,7 +69,7 @@ class ChunkSummary:
     key: str
     start: pd.Timestamp
     end: pd.Timestamp
-    rows: int
+    chunk_rows: int
     labelled_rows: int
     ece: float
 
@@ -83,13 +85,13 @@ class MetricSeries:
         upper_threshold: Alert above this; None for no bound.
         estimate: CBPE's estimate per chunk.
         sampling_error: CBPE's sampling error of a chunk of that size.
-        lower: Lower confidence bound, estimate - 3 sampling errors.
-        upper: Upper confidence bound.
+        lower_bound: Lower confidence bound, estimate - 3 sampling errors.
+        upper_bound: Upper confidence bound.
         realized: The metric on the chunk's labelled rows; NaN when undefined.
         alert: The estimate is outside the thresholds.
         realized_alert: The realized value is outside the thresholds; None without it.
         estimate_realized_alert: Estimate and realized value differ beyond sampling error
-            (the rule is in `monitoring.realized.estimate_realized_alerts`); None without a
+            (the rule is in `monitoring.compute.realized.estimate_realized_alerts`); None without a
             realized value.
     """
 
@@ -98,8 +100,8 @@ class MetricSeries:
     upper_threshold: float | None
     estimate: tuple[float, ...]
     sampling_error: tuple[float, ...]
-    lower: tuple[float, ...]
-    upper: tuple[float, ...]
+    lower_bound: tuple[float, ...]
+    upper_bound: tuple[float, ...]
     realized: tuple[float, ...]
     alert: tuple[bool, ...]
     realized_alert: tuple[bool | None, ...]
@@ -182,6 +184,16 @@ class MonitoringResult:
                 return series
         raise KeyError(name)
 
+    @property
+    def analysis_rows(self) -> int:
+        """Analysis predictions monitored, all chunks together."""
+        return sum(chunk.chunk_rows for chunk in self.chunks)
+
+    @property
+    def labelled_rows(self) -> int:
+        """Of which the label was known."""
+        return sum(chunk.labelled_rows for chunk in self.chunks)
+
     def alert_counts(self) -> dict[str, int]:
         """Chunks in alert, per kind of alert, and their total."""
         counts = {
@@ -203,8 +215,8 @@ class MonitoringResult:
                 "chunking": self.chunking.describe(),
                 "reference_rows": self.reference_rows,
                 "reference_chunks": self.reference_chunks,
-                "analysis_rows": sum(chunk.rows for chunk in self.chunks),
-                "labelled_rows": sum(chunk.labelled_rows for chunk in self.chunks),
+                "analysis_rows": self.analysis_rows,
+                "labelled_rows": self.labelled_rows,
                 "chunks": len(self.chunks),
             },
             "metrics": {series.name: self._metric_json(series) for series in self.metrics},
@@ -229,9 +241,10 @@ class MonitoringResult:
     def metric_rows(self) -> list[dict[str, Any]]:
         """One flat record per metric and chunk, for storage keyed by (model, chunk, metric).
 
-        Keys: metric, chunk_key, chunk_start, chunk_end (datetimes), estimate, lower, upper,
-        sampling_error, realized, lower_threshold, upper_threshold, alert, realized_alert,
-        estimate_realized_alert, ece, rows, labelled_rows. Missing figures are None.
+        Keys, the columns of `monitoring_results`: metric, chunk_key, chunk_start, chunk_end
+        (datetimes), estimate, lower_bound, upper_bound, sampling_error, realized,
+        lower_threshold, upper_threshold, alert, realized_alert, estimate_realized_alert, ece,
+        chunk_rows, labelled_rows. Missing figures are None.
         """
         rows = []
         for series in self.metrics:
@@ -241,8 +254,8 @@ class MonitoringResult:
                         "metric": series.name,
                         **_chunk_fields(chunk),
                         "estimate": _number(series.estimate[index]),
-                        "lower": _number(series.lower[index]),
-                        "upper": _number(series.upper[index]),
+                        "lower_bound": _number(series.lower_bound[index]),
+                        "upper_bound": _number(series.upper_bound[index]),
                         "sampling_error": _number(series.sampling_error[index]),
                         "realized": _number(series.realized[index]),
                         "lower_threshold": series.lower_threshold,
@@ -251,7 +264,7 @@ class MonitoringResult:
                         "realized_alert": series.realized_alert[index],
                         "estimate_realized_alert": series.estimate_realized_alert[index],
                         "ece": _number(chunk.ece),
-                        "rows": chunk.rows,
+                        "chunk_rows": chunk.chunk_rows,
                         "labelled_rows": chunk.labelled_rows,
                     }
                 )
@@ -298,8 +311,8 @@ class MonitoringResult:
             {
                 **_chunk_json(chunk),
                 "estimate": _number(series.estimate[index]),
-                "lower": _number(series.lower[index]),
-                "upper": _number(series.upper[index]),
+                "lower_bound": _number(series.lower_bound[index]),
+                "upper_bound": _number(series.upper_bound[index]),
                 "sampling_error": _number(series.sampling_error[index]),
                 "realized": _number(series.realized[index]),
                 "alert": series.alert[index],
@@ -310,7 +323,8 @@ class MonitoringResult:
             for index, chunk in enumerate(self.chunks)
         ]
         return {
-            "thresholds": {"lower": series.lower_threshold, "upper": series.upper_threshold},
+            "lower_threshold": series.lower_threshold,
+            "upper_threshold": series.upper_threshold,
             "alerts": sum(series.alert),
             "estimate_realized_alerts": _true(series.estimate_realized_alert),
             "latest": chunks[-1] if chunks else None,
@@ -328,11 +342,39 @@ class MonitoringResult:
         return {
             "kind": series.kind,
             "method": series.method,
-            "thresholds": {"lower": series.lower_threshold, "upper": series.upper_threshold},
+            "lower_threshold": series.lower_threshold,
+            "upper_threshold": series.upper_threshold,
             "alerts": series.alerts,
             "last_value": _number(series.last_value),
             "chunks": chunks,
         }
+
+
+@dataclass(frozen=True)
+class MonitoringRun:
+    """One monitoring run of a model version's stored predictions: what it saw and found.
+
+    Attributes:
+        model_version: The model version monitored.
+        trigger: Who asked: ``api``, ``poller`` or ``cli``.
+        started_at: When the run began (UTC, naive).
+        finished_at: When the monitoring finished (UTC, naive).
+        watermark_id: The highest `model_predictions.id` when the run read its inputs.
+        result: What the monitoring found.
+    """
+
+    model_version: str
+    trigger: RunTrigger
+    started_at: datetime
+    finished_at: datetime
+    watermark_id: int
+    result: MonitoringResult
+
+    @property
+    def chunking(self) -> str:
+        """How the chunks were cut, as stored: e.g. ``period=D`` or ``size=5000``."""
+        described = self.result.chunking.describe().items()
+        return ",".join(f"{key}={value}" for key, value in described)
 
 
 def _chunk_json(chunk: ChunkSummary) -> dict[str, Any]:
@@ -340,7 +382,7 @@ def _chunk_json(chunk: ChunkSummary) -> dict[str, Any]:
         "key": chunk.key,
         "start": chunk.start.isoformat(),
         "end": chunk.end.isoformat(),
-        "rows": chunk.rows,
+        "chunk_rows": chunk.chunk_rows,
         "labelled_rows": chunk.labelled_rows,
     }
 

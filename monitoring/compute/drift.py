@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from monitoring.chunking import PresortedChunker
-from monitoring.nannyml_loader import nml
-from monitoring.result import MULTIVARIATE_METHOD, MULTIVARIATE_SUBJECT, StatisticSeries
-from monitoring.spec import CategoricalMethod, ColumnMapping, ContinuousMethod
+from monitoring.compute.chunking import PresortedChunker
+from monitoring.compute.nannyml_loader import nml
+from monitoring.compute.result import MULTIVARIATE_METHOD, MULTIVARIATE_SUBJECT, StatisticSeries
+from monitoring.compute.spec import CategoricalMethod, ColumnMapping, ContinuousMethod
 
 CONTINUOUS = "continuous"
 CATEGORICAL = "categorical"
@@ -34,7 +34,7 @@ def fit_univariate(
     """NannyML's univariate drift calculator, fitted on a prepared reference frame.
 
     The feature types come from the mapping, never from dtypes: categorical features arrive as
-    numeric codes (see `monitoring.prepare.CategoryCodes`).
+    numeric codes (see `monitoring.compute.prepare.CategoryCodes`).
     """
     calculator = nml.UnivariateDriftCalculator(
         column_names=list(mapping.features),

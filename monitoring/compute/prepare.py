@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from monitoring.compute.result import UNLABELLED_REFERENCE_ROWS, MonitoringWarning
+from monitoring.compute.spec import ColumnMapping
 from monitoring.errors import InputError, InsufficientDataError
-from monitoring.result import UNLABELLED_REFERENCE_ROWS, MonitoringWarning
-from monitoring.spec import ColumnMapping
 
 REFERENCE = "reference"
 ANALYSIS = "analysis"

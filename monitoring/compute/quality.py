@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from monitoring.chunking import PresortedChunker
-from monitoring.drift import statistic_series
-from monitoring.nannyml_loader import nml
-from monitoring.result import StatisticSeries
-from monitoring.spec import ColumnMapping
+from monitoring.compute.chunking import PresortedChunker
+from monitoring.compute.drift import statistic_series
+from monitoring.compute.nannyml_loader import nml
+from monitoring.compute.result import StatisticSeries
+from monitoring.compute.spec import ColumnMapping
 
 MISSING_VALUES = "missing_values"
 UNSEEN_VALUES = "unseen_values"

@@ -1,7 +1,8 @@
 """NannyML, imported once: without usage telemetry and without the Spark JVM flaml would start.
 
-Every module that needs NannyML takes it from here (``from monitoring.nannyml_loader import nml``),
-so importing the `monitoring` package itself stays light.
+Every module that needs NannyML takes it from here
+(``from monitoring.compute.nannyml_loader import nml``), so importing the `monitoring`
+package itself stays light.
 
 NannyML 0.13 imports flaml, and flaml 2.7, finding PySpark installed (the Spark jobs need it),
 imports ``pyspark.pandas`` and reads one of its options at import time. That starts a local Spark

@@ -14,10 +14,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from monitoring.chunking import PresortedChunker
-from monitoring.nannyml_loader import nml
-from monitoring.result import METRICS
-from monitoring.spec import ColumnMapping
+from monitoring.compute.chunking import PresortedChunker
+from monitoring.compute.nannyml_loader import nml
+from monitoring.compute.result import METRICS
+from monitoring.compute.spec import ColumnMapping
 
 
 @dataclass(frozen=True)
@@ -28,8 +28,8 @@ class PerformanceEstimate:
         name: The metric.
         estimate: Estimated value.
         sampling_error: Standard error of the metric on a chunk of that size.
-        lower: Lower confidence bound (estimate - 3 sampling errors, clipped to [0, 1]).
-        upper: Upper confidence bound.
+        lower_bound: Lower confidence bound (estimate - 3 sampling errors, clipped to [0, 1]).
+        upper_bound: Upper confidence bound.
         alert: The estimate is outside the thresholds.
         lower_threshold: From the reference chunks; NaN for none.
         upper_threshold: From the reference chunks; NaN for none.
@@ -38,8 +38,8 @@ class PerformanceEstimate:
     name: str
     estimate: np.ndarray
     sampling_error: np.ndarray
-    lower: np.ndarray
-    upper: np.ndarray
+    lower_bound: np.ndarray
+    upper_bound: np.ndarray
     alert: np.ndarray
     lower_threshold: float
     upper_threshold: float
@@ -69,7 +69,7 @@ def estimate_performance(
     """CBPE's estimates for every chunk of a prepared analysis frame, by metric name.
 
     The labels are left out on purpose: realized metrics are computed once, vectorised, in
-    `monitoring.realized`, instead of per chunk by CBPE.
+    `monitoring.compute.realized`, instead of per chunk by CBPE.
     """
     columns = [mapping.timestamp, mapping.y_pred_proba, mapping.y_pred]
     table = estimator.estimate(analysis[columns]).filter(period="analysis").to_df()
@@ -81,8 +81,8 @@ def estimate_performance(
             name=name,
             estimate=estimate,
             sampling_error=_floats(table[(name, "sampling_error")]),
-            lower=_floats(table[(name, "lower_confidence_boundary")]),
-            upper=_floats(table[(name, "upper_confidence_boundary")]),
+            lower_bound=_floats(table[(name, "lower_confidence_boundary")]),
+            upper_bound=_floats(table[(name, "upper_confidence_boundary")]),
             # NannyML leaves NaN in the alert column when a chunk's estimate failed.
             alert=table[(name, "alert")].eq(True).to_numpy() & ~np.isnan(estimate),
             lower_threshold=_threshold(metric.lower_threshold_value),

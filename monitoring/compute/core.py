@@ -24,21 +24,29 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from monitoring.calibration import expected_calibration_error
-from monitoring.chunking import ChunkBounds, PresortedChunker, chunk_bounds, chunk_ids
-from monitoring.drift import (
+from monitoring.compute.calibration import expected_calibration_error
+from monitoring.compute.chunking import ChunkBounds, PresortedChunker, chunk_bounds, chunk_ids
+from monitoring.compute.drift import (
     MultivariateModel,
     fit_multivariate,
     fit_univariate,
     multivariate_drift,
     univariate_drift,
 )
-from monitoring.errors import InputError, InsufficientDataError
-from monitoring.estimator import PerformanceEstimate, estimate_performance, fit_estimator
-from monitoring.prepare import CategoryCodes, check_analysis, prepare_analysis, prepare_reference
-from monitoring.quality import QualityModel, fit_quality, missing_values, unseen_values
-from monitoring.realized import RealizedPerformance, estimate_realized_alerts, realized_performance
-from monitoring.result import (
+from monitoring.compute.estimator import PerformanceEstimate, estimate_performance, fit_estimator
+from monitoring.compute.prepare import (
+    CategoryCodes,
+    check_analysis,
+    prepare_analysis,
+    prepare_reference,
+)
+from monitoring.compute.quality import QualityModel, fit_quality, missing_values, unseen_values
+from monitoring.compute.realized import (
+    RealizedPerformance,
+    estimate_realized_alerts,
+    realized_performance,
+)
+from monitoring.compute.result import (
     CHUNK_TOO_SMALL,
     FEW_REFERENCE_CHUNKS,
     METRICS,
@@ -51,7 +59,7 @@ from monitoring.result import (
     MonitoringWarning,
     StatisticSeries,
 )
-from monitoring.spec import (
+from monitoring.compute.spec import (
     DEFAULT_CATEGORICAL_METHOD,
     DEFAULT_CONTINUOUS_METHOD,
     MIN_CHUNK_ROWS,
@@ -60,6 +68,7 @@ from monitoring.spec import (
     ColumnMapping,
     ContinuousMethod,
 )
+from monitoring.errors import InputError, InsufficientDataError
 
 # Thresholds are mean ± 3 standard deviations over the reference chunks: two is the least
 # that has a deviation, six the least NannyML recommends.
@@ -155,7 +164,7 @@ class FittedMonitor:
                 key=chunk.key,
                 start=chunk.start,
                 end=chunk.end,
-                rows=chunk.rows,
+                chunk_rows=chunk.rows,
                 labelled_rows=int(realized.labelled_rows[index]),
                 ece=float(ece[index]),
             )
@@ -356,7 +365,7 @@ def _reference_checks(
 def _metric_series(
     estimate: PerformanceEstimate, realized: np.ndarray, chunks: tuple[ChunkSummary, ...]
 ) -> MetricSeries:
-    rows = np.array([chunk.rows for chunk in chunks], dtype=np.float64)
+    rows = np.array([chunk.chunk_rows for chunk in chunks], dtype=np.float64)
     labelled = np.array([chunk.labelled_rows for chunk in chunks], dtype=np.float64)
     lower, upper = estimate.lower_threshold, estimate.upper_threshold
     realized_alert = [
@@ -368,8 +377,8 @@ def _metric_series(
         upper_threshold=None if np.isnan(upper) else upper,
         estimate=tuple(estimate.estimate.tolist()),
         sampling_error=tuple(estimate.sampling_error.tolist()),
-        lower=tuple(estimate.lower.tolist()),
-        upper=tuple(estimate.upper.tolist()),
+        lower_bound=tuple(estimate.lower_bound.tolist()),
+        upper_bound=tuple(estimate.upper_bound.tolist()),
         realized=tuple(realized.tolist()),
         alert=tuple(bool(flag) for flag in estimate.alert),
         realized_alert=tuple(realized_alert),
@@ -386,11 +395,11 @@ def _chunk_warnings(
 ) -> list[MonitoringWarning]:
     warnings = []
     for index, chunk in enumerate(chunks):
-        if chunk.rows < min_chunk_rows:
+        if chunk.chunk_rows < min_chunk_rows:
             warnings.append(
                 MonitoringWarning(
                     CHUNK_TOO_SMALL,
-                    f"chunk {chunk.key} has {chunk.rows:,} predictions, fewer than the "
+                    f"chunk {chunk.key} has {chunk.chunk_rows:,} predictions, fewer than the "
                     f"{min_chunk_rows:,} its estimates and drift statistics need to be reliable",
                     chunk.key,
                 )

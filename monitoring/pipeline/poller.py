@@ -21,9 +21,9 @@ from config.settings import Settings
 from db.connection import connection
 from db.errors import DatabaseError
 from db.migrate import init_database
-from db.monitoring import advance_watermark, database_errors, get_watermark, max_prediction_id
-from monitoring.errors import MonitoringError
-from monitoring.runner import ModelNotFoundError, RunInProgressError, run_for_model
+from db.monitoring import advance_watermark, get_watermark, max_prediction_id
+from monitoring.errors import ModelNotFoundError, MonitoringError, RunInProgressError
+from monitoring.pipeline.runner import run_for_model
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ def poll_once(settings: Settings, *, consumer: str = CONSUMER) -> bool:
         DatabaseUnavailable: The database cannot be reached or the connection was lost.
         DatabaseError: A statement failed.
     """
-    with connection(settings) as conn, database_errors():
+    with connection(settings) as conn:
         newest = max_prediction_id(conn)
         seen = get_watermark(conn, consumer)
     if newest <= seen:
@@ -56,13 +56,13 @@ def poll_once(settings: Settings, *, consumer: str = CONSUMER) -> bool:
         return False
     log.info("new predictions (ids %d..%d): monitoring the current model", seen + 1, newest)
     try:
-        run_id, body = run_for_model(settings, None, trigger="poller", consumer=consumer)
+        completed = run_for_model(settings, None, trigger="poller", consumer=consumer)
     except RunInProgressError:
         log.info("another monitoring run is in progress; looking again at the next poll")
         return False
     except ModelNotFoundError as exc:
         log.warning("cannot monitor the new predictions: %s", exc)
-        with connection(settings) as conn, database_errors():
+        with connection(settings) as conn:
             advance_watermark(conn, consumer, newest)
         return True
     except MonitoringError as exc:
@@ -70,11 +70,11 @@ def poll_once(settings: Settings, *, consumer: str = CONSUMER) -> bool:
         return True
     log.info(
         "run %d of model %s stored: %d chunks, %d alerts; watermark %d",
-        run_id,
-        body["model_version"],
-        body["summary"]["chunks"],
-        body["alerts"]["total"],
-        body["run"]["watermark_id"],
+        completed.run_id,
+        completed.run.model_version,
+        len(completed.run.result.chunks),
+        completed.run.result.alert_counts()["total"],
+        completed.run.watermark_id,
     )
     return True
 
@@ -88,9 +88,10 @@ def poll_forever(
     """Poll until ``stop_event`` is set (or, without one, until SIGTERM or SIGINT).
 
     The schema is brought up to date first. Database errors are logged and retried after
-    1 s, 2 s, 4 s, ... up to ``monitoring_retry_max_backoff``; any other failure of a step is
-    logged with its traceback and retried the same way, so the poller outlives what it can.
-    A run in progress when the stop comes is finished (and stored) before returning.
+    1 s, 2 s, 4 s, ... up to ``monitoring_retry_max_backoff``; data that cannot be monitored
+    is recorded as a failed run (see `poll_once`). Anything else is a bug and stops the
+    poller with its traceback, for its supervisor to restart it. A run in progress when the
+    stop comes is finished (and stored) before returning.
 
     Args:
         settings: The database and the ``monitoring_*`` settings.
@@ -115,9 +116,6 @@ def poll_forever(
             except DatabaseError as exc:
                 backoff = _next_backoff(backoff, max_backoff)
                 log.warning("database problem: %s; retrying in %.1f s", exc, backoff)
-            except Exception:
-                backoff = _next_backoff(backoff, max_backoff)
-                log.exception("poll failed; retrying in %.1f s", backoff)
             else:
                 if backoff is not None:
                     log.info("the database answers again; polling resumed")
