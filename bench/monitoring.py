@@ -169,9 +169,9 @@ def write_inputs(folder: Path, reference_rows: int, analysis_rows: int, days: in
 def child(folder: Path) -> dict[str, Any]:
     """One timed run in this process: what the parent measures, as a dict."""
     started = time.perf_counter()
-    from monitoring.core import fit_monitor
-    from monitoring.files import load_mapping, read_frame
-    from monitoring.spec import Chunking
+    from monitoring.compute.core import fit_monitor
+    from monitoring.compute.spec import Chunking
+    from monitoring.pipeline.files import load_mapping, read_frame
 
     timings: dict[str, float] = {"import": time.perf_counter() - started}
     cpu_timings: dict[str, float] = {}
@@ -184,7 +184,7 @@ def child(folder: Path) -> dict[str, Any]:
                 timings[fields["stage"]] = fields["seconds"]
                 cpu_timings[fields["stage"]] = fields["cpu_seconds"]
 
-    core_log = logging.getLogger("monitoring.core")
+    core_log = logging.getLogger("monitoring.compute.core")
     core_log.addHandler(StageRecorder())
     core_log.setLevel(logging.DEBUG)
     core_log.propagate = False

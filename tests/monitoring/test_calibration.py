@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from monitoring.calibration import expected_calibration_error
+from monitoring.compute.calibration import expected_calibration_error
 
 
 def test_ece_by_hand() -> None:

@@ -6,8 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitoring.chunking import PresortedChunker, chunk_bounds, chunk_ids
-from monitoring.spec import Chunking
+from monitoring.compute.chunking import PresortedChunker, chunk_bounds, chunk_ids
+from monitoring.compute.spec import Chunking
 
 
 def _times(*texts: str) -> np.ndarray:

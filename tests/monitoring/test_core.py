@@ -11,20 +11,20 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitoring.chunking import PresortedChunker
-from monitoring.core import fit_monitor, run_monitoring
-from monitoring.drift import fit_multivariate, multivariate_drift
+from monitoring.compute.chunking import PresortedChunker
+from monitoring.compute.core import fit_monitor, run_monitoring
+from monitoring.compute.drift import fit_multivariate, multivariate_drift
 from monitoring.errors import InputError, InsufficientDataError
-from monitoring.nannyml_loader import nml
-from monitoring.prepare import prepare_analysis, prepare_reference
-from monitoring.result import (
+from monitoring.compute.nannyml_loader import nml
+from monitoring.compute.prepare import prepare_analysis, prepare_reference
+from monitoring.compute.result import (
     CHUNK_TOO_SMALL,
     FEW_REFERENCE_CHUNKS,
     METRICS,
     SINGLE_CLASS_CHUNK,
     MonitoringResult,
 )
-from monitoring.spec import Chunking, ColumnMapping
+from monitoring.compute.spec import Chunking, ColumnMapping
 from tests.monitoring.frames import day_of, predictions, rescore
 
 DAILY = Chunking(period="D")
@@ -45,7 +45,7 @@ def test_a_calibrated_model_without_drift_raises_no_alert(
 ) -> None:
     result = run_monitoring(reference, analysis, mapping, DAILY)
 
-    assert [chunk.rows for chunk in result.chunks] == [800] * 8
+    assert [chunk.chunk_rows for chunk in result.chunks] == [800] * 8
     assert result.alert_counts()["total"] == 0
     assert result.warnings == ()
     roc_auc = result.metric("roc_auc")
@@ -161,7 +161,7 @@ def test_weekly_and_sized_chunks(
     sized = run_monitoring(reference, analysis, mapping, Chunking(size=1600), min_chunk_rows=100)
     weekly = run_monitoring(reference, analysis, mapping, Chunking(period="W"), min_chunk_rows=100)
 
-    assert [chunk.rows for chunk in sized.chunks] == [1600] * 4
+    assert [chunk.chunk_rows for chunk in sized.chunks] == [1600] * 4
     assert sized.reference_chunks == 5
     assert [chunk.key for chunk in weekly.chunks] == [
         "2024-02-26/2024-03-03",

@@ -18,7 +18,7 @@ from db.migrate import init_database
 from ingest.generator import GeneratorConfig
 from ingest.scenario import Scenario
 from ingest.seeding import seed_from_generator
-from monitoring.runner import run_for_model
+from monitoring.pipeline.runner import run_for_model
 from spark_jobs.analysis import run_analysis
 from spark_jobs.model import run_model
 from spark_jobs.scoring import run_score
@@ -69,8 +69,7 @@ def _monitored(
         run_analysis(spark, settings, DATES)
         run_model(spark, settings, DATES)
         run_score(spark, settings)
-        _, report = run_for_model(settings)
-        yield report
+        yield run_for_model(settings).to_json(settings.output_dir)
     finally:
         drop_database(settings)
 

@@ -18,7 +18,7 @@ import pytest
 from config.settings import Settings
 from db.connection import connection, transaction
 from db.monitoring import get_watermark, max_prediction_id
-from monitoring.poller import CONSUMER, poll_forever, poll_once
+from monitoring.pipeline.poller import CONSUMER, poll_forever, poll_once
 from tests.monitoring.test_service import (
     ANALYSIS_DAYS,
     ANALYSIS_START,
@@ -58,7 +58,7 @@ class _Messages(logging.Handler):
 
 @pytest.fixture
 def poller_log() -> Iterator[_Messages]:
-    logger = logging.getLogger("monitoring.poller")
+    logger = logging.getLogger("monitoring.pipeline.poller")
     handler, level = _Messages(), logger.level
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)

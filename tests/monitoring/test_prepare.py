@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from monitoring.errors import InputError, InsufficientDataError
-from monitoring.prepare import CategoryCodes, prepare_analysis, prepare_reference
-from monitoring.result import UNLABELLED_REFERENCE_ROWS
-from monitoring.spec import ColumnMapping
+from monitoring.compute.prepare import CategoryCodes, prepare_analysis, prepare_reference
+from monitoring.compute.result import UNLABELLED_REFERENCE_ROWS
+from monitoring.compute.spec import ColumnMapping
 
 
 def test_codes_number_reference_values_in_order_and_unseen_values_after_them() -> None:

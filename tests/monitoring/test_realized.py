@@ -7,7 +7,7 @@ import math
 import numpy as np
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
 
-from monitoring.realized import estimate_realized_alerts, realized_performance
+from monitoring.compute.realized import estimate_realized_alerts, realized_performance
 
 
 def test_realized_metrics_match_scikit_learn_per_chunk_with_ties_and_missing_labels() -> None:

@@ -8,10 +8,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitoring.core import run_monitoring
-from monitoring.report import performance_figure, statistics_figure, write_report
-from monitoring.result import METRICS, MonitoringResult
-from monitoring.spec import Chunking, ColumnMapping
+from monitoring.compute.core import run_monitoring
+from monitoring.compute.result import METRICS, MonitoringResult
+from monitoring.report import write_report
+from monitoring.report.figures import metric_frame, performance_figure, statistics_figure
+from monitoring.compute.spec import Chunking, ColumnMapping
 from tests.monitoring.frames import day_of
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -32,8 +33,9 @@ def result(
 
 
 def test_figures_draw_every_metric_and_statistic(result: MonitoringResult) -> None:
-    performance = performance_figure(result)
-    univariate = statistics_figure(result, result.univariate, "Univariate drift")
+    performance = performance_figure(metric_frame(result.metric_rows()))
+    drift = metric_frame(result.drift_rows())
+    univariate = statistics_figure(drift[drift["kind"] != "multivariate"], "Univariate drift")
 
     titles = [annotation.text for annotation in performance.layout.annotations]
     assert titles == ["ROC AUC", "F1", "Accuracy"]

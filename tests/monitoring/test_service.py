@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from config.settings import Settings
 from db.connection import connection, transaction
-from monitoring.service import create_app
+from monitoring.web.app import create_app
 
 VERSION = "churn-20240214-0a1b2c3d4e"
 CONTINUOUS = (
@@ -227,17 +227,18 @@ def table_counts(settings: Settings) -> dict[str, int]:
 
 
 def assert_json_error(response: Any, status: int) -> str:
-    """The error message of a JSON error response with ``status``, checked for leaks."""
+    """The message of a JSON error response with ``status`` (the shared body of `config.web`:
+    a stable code and a plain message), checked for leaks."""
     assert response.status_code == status, response.get_data(as_text=True)
     assert response.is_json, response.get_data(as_text=True)
     body = response.get_json()
-    assert set(body) == {"error"}
-    assert isinstance(body["error"], str)
-    assert body["error"]
+    assert set(body) - {"errors"} == {"error", "message"}
+    assert isinstance(body["error"], str) and body["error"].isidentifier()
+    assert isinstance(body["message"], str) and body["message"]
     text = response.get_data(as_text=True)
-    for leak in ("Traceback", 'File "', "Error(", "mysql", "SELECT "):
+    for leak in ("Traceback", 'File "', "Error(", "mysql", "SELECT ", "root@", "@127.0.0.1"):
         assert leak not in text
-    message: str = body["error"]
+    message: str = body["message"]
     return message
 
 
@@ -314,10 +315,10 @@ def test_run_monitoring_returns_estimates_bounds_realized_values_and_alerts(
         assert len(chunks) == ANALYSIS_DAYS
         assert body["metrics"][metric]["latest"] == chunks[-1]
     chunks = body["metrics"]["roc_auc"]["chunks"]
-    assert {"start", "end", "estimate", "lower", "upper", "realized", "alert"} <= set(chunks[0])
+    assert {"start", "end", "estimate", "lower_bound", "upper_bound", "realized", "alert"} <= set(chunks[0])
     assert chunks[0]["start"].startswith(ANALYSIS_START.isoformat())
     for chunk in chunks:
-        assert chunk["lower"] <= chunk["estimate"] <= chunk["upper"]
+        assert chunk["lower_bound"] <= chunk["estimate"] <= chunk["upper_bound"]
         assert 0.6 < chunk["estimate"] < 0.95
         assert isinstance(chunk["alert"], bool)
     # Labels are known for the first days only: Processed_Data is 14 days past them.
@@ -339,7 +340,7 @@ def test_run_monitoring_writes_the_report_under_the_output_folder(
 ) -> None:
     report = first_run["report"]
 
-    assert report["folder"] == f"monitoring/{VERSION}"
+    assert report["folder"] == f"monitoring/{monitored_settings.db_name}/{VERSION}"
     for name in ("metrics_csv", "drift_csv", "performance_png", "performance_html"):
         path = monitored_settings.output_dir / report["files"][name]
         assert path.is_file() and path.stat().st_size > 0, name
@@ -471,7 +472,7 @@ def test_an_unexpected_error_is_a_500_without_internals(
     def explode(*args: Any, **kwargs: Any) -> Any:
         raise RuntimeError("secret internal detail /srv/app/monitoring/runner.py")
 
-    monkeypatch.setattr("monitoring.api.run_for_model", explode)
+    monkeypatch.setattr("monitoring.web.views.run_for_model", explode)
 
     response = client.get("/run-monitoring")
 
@@ -498,7 +499,9 @@ def test_health_is_ok_while_the_database_answers(client: FlaskClient) -> None:
     response = client.get("/health")
 
     assert response.status_code == 200
-    assert response.get_json() == {"status": "ok", "database": "reachable"}
+    body = response.get_json()
+    assert body == {"status": "ok", "database": "reachable", "instance_id": body["instance_id"]}
+    assert len(body["instance_id"]) >= 8
 
 
 def test_health_is_503_when_the_database_is_down(base_settings: Settings, closed_port: int) -> None:
@@ -507,7 +510,12 @@ def test_health_is_503_when_the_database_is_down(base_settings: Settings, closed
     response = create_app(down).test_client().get("/health")
 
     assert response.status_code == 503
-    assert response.get_json() == {"status": "unavailable", "database": "unreachable"}
+    body = response.get_json()
+    assert set(body) == {"status", "database", "instance_id"}
+    assert (body["status"], body["database"]) == ("unavailable", "unreachable")
+    text = response.get_data(as_text=True)
+    for leak in ("root@", "@127.0.0.1", str(closed_port), "Can't connect", "2003"):
+        assert leak not in text
 
 
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -530,8 +538,8 @@ def test_metrics_expose_the_latest_estimates_alerts_and_run_time(
     latest = first_run["metrics"]["roc_auc"]["latest"]
     labels = (("metric", "roc_auc"), ("model_version", VERSION))
     assert math.isclose(samples[("monitoring_estimate", labels)], latest["estimate"])
-    assert math.isclose(samples[("monitoring_estimate_lower", labels)], latest["lower"])
-    assert math.isclose(samples[("monitoring_estimate_upper", labels)], latest["upper"])
+    assert math.isclose(samples[("monitoring_estimate_lower", labels)], latest["lower_bound"])
+    assert math.isclose(samples[("monitoring_estimate_upper", labels)], latest["upper_bound"])
     realized = first_run["metrics"]["roc_auc"]["chunks"][KNOWN_LABEL_DAYS - 1]["realized"]
     assert math.isclose(samples[("monitoring_realized", labels)], realized)
     drift = (("kind", "univariate_drift"), ("model_version", VERSION))

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from monitoring.spec import Chunking, ColumnMapping, validation_message
+from monitoring.compute.spec import Chunking, ColumnMapping, validation_message
 
 VALID: dict[str, Any] = {
     "y_true": "churned",
