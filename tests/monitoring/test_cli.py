@@ -165,7 +165,9 @@ def test_the_json_has_every_documented_field(nannyml_output: dict[str, Any]) -> 
     }
     assert set(nannyml_output["metrics"]) == {"roc_auc", "f1", "accuracy"}
     chunk = nannyml_output["metrics"]["f1"]["chunks"][0]
-    assert {"start", "end", "estimate", "lower_bound", "upper_bound", "realized", "alert"} <= set(chunk)
+    assert {"start", "end", "estimate", "lower_bound", "upper_bound", "realized", "alert"} <= set(
+        chunk
+    )
     assert chunk["start"] == "2017-08-31T04:20:00"
     assert set(nannyml_output["data_quality"]["unseen_values"]) == set(
         NANNYML_MAPPING["categorical"]
@@ -327,8 +329,8 @@ def test_targets_need_an_id_in_the_mapping(
 
 
 def test_targets_are_joined_on_the_id(tmp_path: Path) -> None:
-    from monitoring.pipeline.files import join_targets
     from monitoring.compute.spec import ColumnMapping
+    from monitoring.pipeline.files import join_targets
 
     mapping = ColumnMapping.model_validate({**SYNTHETIC_MAPPING, "id": "msisdn"})
     analysis = pd.DataFrame({"msisdn": [1, 2, 3], "churned": [0.0, np.nan, np.nan]})

@@ -14,7 +14,6 @@ import pytest
 from monitoring.compute.chunking import PresortedChunker
 from monitoring.compute.core import fit_monitor, run_monitoring
 from monitoring.compute.drift import fit_multivariate, multivariate_drift
-from monitoring.errors import InputError, InsufficientDataError
 from monitoring.compute.nannyml_loader import nml
 from monitoring.compute.prepare import prepare_analysis, prepare_reference
 from monitoring.compute.result import (
@@ -25,6 +24,7 @@ from monitoring.compute.result import (
     MonitoringResult,
 )
 from monitoring.compute.spec import Chunking, ColumnMapping
+from monitoring.errors import InputError, InsufficientDataError
 from tests.monitoring.frames import day_of, predictions, rescore
 
 DAILY = Chunking(period="D")

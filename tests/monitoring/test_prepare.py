@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitoring.errors import InputError, InsufficientDataError
 from monitoring.compute.prepare import CategoryCodes, prepare_analysis, prepare_reference
 from monitoring.compute.result import UNLABELLED_REFERENCE_ROWS
 from monitoring.compute.spec import ColumnMapping
+from monitoring.errors import InputError, InsufficientDataError
 
 
 def test_codes_number_reference_values_in_order_and_unseen_values_after_them() -> None:

@@ -10,9 +10,9 @@ import pytest
 
 from monitoring.compute.core import run_monitoring
 from monitoring.compute.result import METRICS, MonitoringResult
+from monitoring.compute.spec import Chunking, ColumnMapping
 from monitoring.report import write_report
 from monitoring.report.figures import metric_frame, performance_figure, statistics_figure
-from monitoring.compute.spec import Chunking, ColumnMapping
 from tests.monitoring.frames import day_of
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"

@@ -315,7 +315,9 @@ def test_run_monitoring_returns_estimates_bounds_realized_values_and_alerts(
         assert len(chunks) == ANALYSIS_DAYS
         assert body["metrics"][metric]["latest"] == chunks[-1]
     chunks = body["metrics"]["roc_auc"]["chunks"]
-    assert {"start", "end", "estimate", "lower_bound", "upper_bound", "realized", "alert"} <= set(chunks[0])
+    assert {"start", "end", "estimate", "lower_bound", "upper_bound", "realized", "alert"} <= set(
+        chunks[0]
+    )
     assert chunks[0]["start"].startswith(ANALYSIS_START.isoformat())
     for chunk in chunks:
         assert chunk["lower_bound"] <= chunk["estimate"] <= chunk["upper_bound"]
