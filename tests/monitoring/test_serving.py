@@ -132,6 +132,7 @@ def test_report_folders_of_two_databases_differ(base_settings: Settings) -> None
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("ignore:setDaemon:DeprecationWarning")
 def test_two_databases_monitoring_one_version_keep_their_own_reports(
     db_settings: Settings, module_db_settings: Settings
 ) -> None:
@@ -222,7 +223,7 @@ def served(db_settings: Settings) -> Iterator[tuple[str, Settings]]:
             child.stderr.close()
 
 
-@pytest.mark.slow
+@pytest.mark.slow  # a monitoring run, and the report's PNGs by kaleido
 def test_the_service_runs_under_waitress(served: tuple[str, Settings]) -> None:
     url, settings = served
 
