@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from config.settings import Settings
@@ -31,6 +32,7 @@ from tests.monitoring.test_service import (
     make_predictions,
     populate,
     register_model,
+    stored_figures,
     table_counts,
 )
 from tests.tcp_proxy import TcpProxy
@@ -113,9 +115,11 @@ def test_poll_once_runs_once_per_new_data_and_advances_the_watermark(settings: S
     assert _runs(settings) == [("poller", "succeeded")]
     counts = table_counts(settings)
     assert counts["monitoring_results"] == 3 * ANALYSIS_DAYS
+    figures = stored_figures(settings)
 
     assert poll_once(settings) is False  # nothing new: no run
     assert table_counts(settings) == counts
+    pd.testing.assert_frame_equal(stored_figures(settings), figures)
 
     _score_another_day(settings, ANALYSIS_DAYS, seed=11)
     assert poll_once(settings) is True

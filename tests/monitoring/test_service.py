@@ -19,12 +19,14 @@ from datetime import date, timedelta
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pytest
 from flask.testing import FlaskClient
 from prometheus_client.parser import text_string_to_metric_families
 
 from config.settings import Settings
 from db.connection import connection, transaction
+from db.monitoring import stored_drift, stored_results
 from monitoring.web.app import create_app
 
 VERSION = "churn-20240214-0a1b2c3d4e"
@@ -226,6 +228,15 @@ def table_counts(settings: Settings) -> dict[str, int]:
     return counts
 
 
+def stored_figures(settings: Settings, version: str = VERSION) -> pd.DataFrame:
+    """The stored metric, drift and quality figures of ``version``, without the run id that
+    stored them: what a re-run of the same data must leave as it was."""
+    with connection(settings) as conn:
+        results = stored_results(conn, version).drop(columns="run_id")
+        drift = stored_drift(conn, version).drop(columns="run_id")
+    return pd.concat([results, drift], keys=["results", "drift"])
+
+
 def assert_json_error(response: Any, status: int) -> str:
     """The message of a JSON error response with ``status`` (the shared body of `config.web`:
     a stable code and a plain message), checked for leaks."""
@@ -355,6 +366,7 @@ def test_running_again_on_the_same_data_changes_no_row_count(
     monitored_settings: Settings, client: FlaskClient, first_run: dict[str, Any]
 ) -> None:
     before = table_counts(monitored_settings)
+    figures = stored_figures(monitored_settings)
 
     response = client.get(f"/run-monitoring?model_version={VERSION}")
 
@@ -368,6 +380,9 @@ def test_running_again_on_the_same_data_changes_no_row_count(
     assert after["monitoring_drift"] == before["monitoring_drift"] == per_chunk * ANALYSIS_DAYS
     assert after["monitoring_runs"] == before["monitoring_runs"] + 1
     assert again["metrics"]["roc_auc"]["chunks"] == first_run["metrics"]["roc_auc"]["chunks"]
+    assert again["drift"] == first_run["drift"]
+    assert again["data_quality"] == first_run["data_quality"]
+    pd.testing.assert_frame_equal(stored_figures(monitored_settings), figures)
     with connection(monitored_settings) as conn, transaction(conn) as cursor:
         cursor.execute("SELECT DISTINCT run_id FROM monitoring_results")
         assert cursor.fetchall() == [(again["run_id"],)]
