@@ -10,7 +10,7 @@ named by ``--reference`` and ``--analysis`` (labels that arrived later may come 
 It prints the result as JSON on standard output and, with ``--output DIR``, writes the report
 (CSV and plots) there. Without ``--reference``, ``run`` monitors a model version's stored
 predictions (the current one by default), stores the figures in the database and writes the
-report under ``OUTPUT_DIR/monitoring/<version>/``, as ``GET /run-monitoring`` does.
+report under ``OUTPUT_DIR/monitoring/<DB_NAME>/<version>/``, as ``GET /run-monitoring`` does.
 
 ``serve`` starts the monitoring service (``GET /run-monitoring``, the dashboard at ``/``,
 ``/metrics``, ``/health``); ``poll`` watches ``model_predictions`` and runs once per new data.

@@ -353,6 +353,24 @@ def test_database_mode_names_what_is_missing(
     )
 
 
+def test_help_shows_every_default(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: jensen_shannon)" in text
+    assert main(["serve", "--help"]) == 0
+    assert "(default: 4)" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_mistyped_database_name_is_a_configuration_mistake(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DB_NAME", "my-db")
+
+    error = _run_error([], capsys)
+
+    assert "db_name" in error.lower() or "DB_NAME" in error
+
+
 def test_a_missing_subcommand_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 2
     assert capsys.readouterr().err.startswith("error: the following arguments are required")

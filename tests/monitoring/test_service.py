@@ -27,6 +27,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from config.settings import Settings
 from db.connection import connection, transaction
 from db.monitoring import stored_drift, stored_results
+from monitoring.report.figures import PERFORMANCE_TITLE
 from monitoring.web.app import create_app
 
 VERSION = "churn-20240214-0a1b2c3d4e"
@@ -603,6 +604,8 @@ def test_dashboard_shows_the_latest_stored_results(
     assert '<script src="/static/plotly.min.js"></script>' in html
     assert 'id="performance"' in html
     assert "Plotly.newPlot" in html
+    # The report's figure builders draw the dashboard's figures too.
+    assert PERFORMANCE_TITLE in html
     assert DRIFTING_FEATURE in html
     assert "cdn" not in html.lower()
 
