@@ -45,6 +45,7 @@ from config.cli import (
     run,
 )
 from config.settings import load_settings
+from config.web import validation_error
 from monitoring.compute.result import MonitoringResult
 from monitoring.compute.spec import (
     CATEGORICAL_METHODS,
@@ -55,7 +56,6 @@ from monitoring.compute.spec import (
     MIN_CHUNK_ROWS,
     Chunking,
     ColumnMapping,
-    validation_message,
 )
 from monitoring.errors import InputError, MonitoringError
 from monitoring.pipeline.files import join_targets, load_mapping, read_frame
@@ -264,7 +264,7 @@ def _chunking(args: argparse.Namespace) -> Chunking:
             return Chunking(period=args.chunk_period)
         return Chunking()
     except ValidationError as exc:
-        raise InputError(f"invalid chunking: {validation_message(exc)}") from exc
+        raise InputError(f"invalid chunking: {validation_error(exc).message}") from exc
 
 
 def _reference_columns(mapping: ColumnMapping) -> list[str]:

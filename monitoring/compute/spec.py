@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any, Literal, Self, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 ChunkPeriod = Literal["D", "W", "M"]
 ContinuousMethod = Literal["jensen_shannon", "kolmogorov_smirnov"]
@@ -119,20 +119,6 @@ class Chunking(BaseModel):
             return {"size": self.size}
         assert self.period is not None
         return {"period": self.period}
-
-
-def validation_message(error: ValidationError) -> str:
-    """One line naming every offending key of a pydantic error, e.g. ``featurs: extra key``."""
-    problems = []
-    for detail in error.errors():
-        location = ".".join(str(part) for part in detail["loc"])
-        message = str(detail["msg"]).removeprefix("Value error, ")
-        if detail["type"] == "extra_forbidden":
-            message = "unknown key"
-        elif detail["type"] == "missing":
-            message = "required key is missing"
-        problems.append(f"{location}: {message}" if location else message)
-    return "; ".join(problems)
 
 
 def _repeated(names: list[str]) -> list[str]:

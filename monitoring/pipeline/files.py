@@ -15,7 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import ValidationError
 
-from monitoring.compute.spec import ColumnMapping, validation_message
+from config.web import validation_error
+from monitoring.compute.spec import ColumnMapping
 from monitoring.errors import InputError
 
 CSV_SUFFIXES = (".csv",)
@@ -44,7 +45,7 @@ def load_mapping(path: Path) -> ColumnMapping:
     try:
         return ColumnMapping.model_validate(data)
     except ValidationError as exc:
-        raise InputError(f"{path}: {validation_message(exc)}") from exc
+        raise InputError(f"{path}: {validation_error(exc).message}") from exc
 
 
 def read_frame(path: Path, columns: Collection[str] | None = None) -> pd.DataFrame:

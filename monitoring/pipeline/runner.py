@@ -26,6 +26,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from config.settings import Settings
+from config.web import validation_error
 from db.connection import Connection, connection
 from db.errors import DatabaseError
 from db.models import ModelRecord, current_model, get_model
@@ -48,7 +49,7 @@ from db.monitoring import (
     store_run,
 )
 from monitoring.compute.result import MonitoringRun, RunTrigger
-from monitoring.compute.spec import MIN_CHUNK_ROWS, Chunking, ColumnMapping, validation_message
+from monitoring.compute.spec import MIN_CHUNK_ROWS, Chunking, ColumnMapping
 from monitoring.errors import (
     InputError,
     InsufficientDataError,
@@ -415,7 +416,7 @@ def column_mapping(model: ModelRecord) -> ColumnMapping:
         )
     except ValidationError as exc:
         raise InputError(
-            f"model {model.version} declares unusable features: {validation_message(exc)}"
+            f"model {model.version} declares unusable features: {validation_error(exc).message}"
         ) from exc
 
 

@@ -222,9 +222,9 @@ def test_missing_files_exit_2(
 @pytest.mark.parametrize(
     ("mapping", "message"),
     [
-        ({**SYNTHETIC_MAPPING, "featurs": []}, "featurs: unknown key"),
+        ({**SYNTHETIC_MAPPING, "featurs": []}, "featurs is not a recognised field"),
         ({**SYNTHETIC_MAPPING, "categorical": ["region"]}, "categorical ['region'] are not"),
-        ({k: v for k, v in SYNTHETIC_MAPPING.items() if k != "y_pred"}, "y_pred: required key"),
+        ({k: v for k, v in SYNTHETIC_MAPPING.items() if k != "y_pred"}, "y_pred is required"),
         (["not", "an", "object"], "the mapping must be a JSON object"),
     ],
 )
@@ -301,7 +301,7 @@ def test_an_empty_analysis_exits_1(
     [
         (
             ["--chunk-period", "Q"],
-            "error: invalid chunking: period: Input should be 'D', 'W' or 'M'",
+            "error: invalid chunking: period must be 'D', 'W' or 'M'",
         ),
         (["--chunk-period", "D", "--chunk-size", "10"], "not allowed with argument"),
         (["--chunk-size", "0"], "must be a positive whole number"),

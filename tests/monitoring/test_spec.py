@@ -7,7 +7,8 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from monitoring.compute.spec import Chunking, ColumnMapping, validation_message
+from config.web import validation_error
+from monitoring.compute.spec import Chunking, ColumnMapping
 
 VALID: dict[str, Any] = {
     "y_true": "churned",
@@ -23,7 +24,7 @@ VALID: dict[str, Any] = {
 def _message(**changes: Any) -> str:
     with pytest.raises(ValidationError) as caught:
         ColumnMapping.model_validate({**VALID, **changes})
-    return validation_message(caught.value)
+    return validation_error(caught.value).message
 
 
 def test_a_valid_mapping_splits_features_by_declared_type() -> None:
@@ -43,14 +44,14 @@ def test_id_and_categorical_are_optional() -> None:
 
 
 def test_an_unknown_key_is_named() -> None:
-    assert _message(featurs=["usage"]) == "featurs: unknown key"
+    assert _message(featurs=["usage"]) == "featurs is not a recognised field"
 
 
 def test_a_missing_key_is_named() -> None:
     with pytest.raises(ValidationError) as caught:
         ColumnMapping.model_validate({k: v for k, v in VALID.items() if k != "y_pred_proba"})
 
-    assert validation_message(caught.value) == "y_pred_proba: required key is missing"
+    assert validation_error(caught.value).message == "y_pred_proba is required"
 
 
 def test_categorical_must_be_features() -> None:
@@ -64,11 +65,11 @@ def test_a_column_cannot_play_two_roles() -> None:
 
 def test_features_must_not_repeat_or_be_empty() -> None:
     assert "more than once" in _message(features=["usage", "usage"], categorical=[])
-    assert _message(features=[], categorical=[]).startswith("features:")
+    assert _message(features=[], categorical=[]).startswith("features ")
 
 
 def test_wrong_types_name_the_key() -> None:
-    assert _message(features="usage").startswith("features:")
+    assert _message(features="usage").startswith("features ")
 
 
 def test_chunking_defaults_to_days() -> None:
