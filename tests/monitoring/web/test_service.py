@@ -589,7 +589,7 @@ def test_metrics_report_the_database_down_without_failing(
     assert _samples(response.get_data(as_text=True))[("monitoring_database_up", ())] == 0
 
 
-# --- GET / (the dashboard; tests/monitoring/test_dashboard_browser.py draws it) -------------
+# --- GET / (the dashboard; tests/monitoring/web/test_dashboard_browser.py draws it) -------------
 
 
 @pytest.mark.slow

@@ -23,9 +23,9 @@ from config.settings import Settings
 from db.connection import database_exists
 from monitoring.pipeline.runner import report_folder, run_for_model
 from monitoring.web.app import create_app
-from tests.monitoring.test_service import TEST_SETTINGS, VERSION, assert_json_error, populate
+from tests.monitoring.web.test_service import TEST_SETTINGS, VERSION, assert_json_error, populate
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 TOKEN = "s3cret-token"
 # The ports this test module may use.
 PORTS = range(5200, 5300)

@@ -19,7 +19,7 @@ from werkzeug.serving import make_server
 from config.settings import Settings
 from monitoring.pipeline.runner import run_for_model
 from monitoring.web.app import create_app
-from tests.monitoring.test_service import DRIFTING_FEATURE, TEST_SETTINGS, VERSION, populate
+from tests.monitoring.web.test_service import DRIFTING_FEATURE, TEST_SETTINGS, VERSION, populate
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 BROWSER_SECONDS = 90

@@ -20,7 +20,7 @@ from config.settings import Settings
 from db.connection import connection, transaction
 from db.monitoring import get_watermark, max_prediction_id
 from monitoring.pipeline.poller import CONSUMER, poll_forever, poll_once
-from tests.monitoring.test_service import (
+from tests.monitoring.web.test_service import (
     ANALYSIS_DAYS,
     ANALYSIS_START,
     REFERENCE_DAYS,

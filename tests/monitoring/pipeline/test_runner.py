@@ -26,7 +26,7 @@ from monitoring.pipeline.runner import (
     resolve_model,
     store,
 )
-from tests.monitoring.test_service import (
+from tests.monitoring.web.test_service import (
     ANALYSIS_DAYS,
     FEATURES,
     KNOWN_LABEL_DAYS,
