@@ -31,6 +31,14 @@ LOG_DATE_FORMAT = "%H:%M:%S"
 class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
     """Shows each flag's default and keeps the module docstring's layout."""
 
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        # A flag whose default is None and whose help already says what it defaults to
+        # (a setting, the config file) would otherwise also read "(default: None)".
+        text = action.help or ""
+        if action.default is None and "default" in text:
+            return text
+        return super()._get_help_string(action)
+
 
 def parser(prog: str, description: str | None) -> argparse.ArgumentParser:
     """An argument parser with the project's help format."""
@@ -75,6 +83,33 @@ def check_range(start: date | None, end: date | None) -> None:
     """Raise a usage error (exit 2) when ``start`` is after ``end``."""
     if start is not None and end is not None and start > end:
         raise UsageError(f"--start {start} is after --end {end}")
+
+
+def date_range(
+    args: argparse.Namespace, read_file: Callable[[Path | None], tuple[date, date]]
+) -> tuple[date, date]:
+    """The range of :func:`add_date_range`'s flags: ``--start``/``--end`` over the config file.
+
+    Args:
+        args: Parsed arguments holding ``config``, ``start`` and ``end``.
+        read_file: Reads the range of a config file (``None``: the default file); called only
+            when ``--start`` or ``--end`` is missing, so both flags need no readable file.
+
+    Raises:
+        ConfigError: The config file is missing or invalid (exit 2).
+        UsageError: The resulting start is after its end (exit 2).
+    """
+    if args.start is not None and args.end is not None:
+        check_range(args.start, args.end)
+        return args.start, args.end
+    file_start, file_end = read_file(args.config)
+    start = file_start if args.start is None else args.start
+    end = file_end if args.end is None else args.end
+    if start > end:
+        raise UsageError(
+            f"start {start} is after end {end} (--start and --end override the config file's)"
+        )
+    return start, end
 
 
 class UsageError(Exception):

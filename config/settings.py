@@ -8,6 +8,7 @@ Build them once at an entry point with :func:`load_settings` and pass them down.
 from __future__ import annotations
 
 import json
+import re
 from datetime import date
 from pathlib import Path
 from typing import Any, Literal, Self, TypeVar
@@ -26,6 +27,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_DB_ENV = PROJECT_ROOT / ".local" / "db.env"
+_DB_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
 
 
 class ConfigError(ValueError):
@@ -46,11 +48,15 @@ class Settings(BaseSettings):
     db_port: int = Field(3306, gt=0, lt=65536)
     db_user: str = "root"
     db_password: SecretStr = SecretStr("")
-    db_name: str = Field("RawData", pattern=r"^[A-Za-z0-9_]{1,64}$")
+    # It is written into CREATE/DROP DATABASE statements, where it cannot be bound.
+    db_name: str = "RawData"
     db_socket: str | None = None
     db_connect_timeout: int = Field(5, gt=0)
     # When set, the endpoints that change state require `Authorization: Bearer <API_TOKEN>`.
     api_token: SecretStr | None = None
+    # A service reports this in /health (random when unset): launchers set it to recognise
+    # the process they started.
+    instance_id: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
 
     output_dir: Path = PROJECT_ROOT / "output"
     config_path: Path = PROJECT_ROOT / "config" / "config.json"
@@ -110,6 +116,13 @@ class Settings(BaseSettings):
     # Cross-validation runs on at most this many training rows (a subscriber sample).
     model_tuning_max_rows: int = Field(40_000, gt=0)
 
+    @field_validator("db_name")
+    @classmethod
+    def _database_identifier(cls, value: str) -> str:
+        if not _DB_NAME.fullmatch(value):
+            raise ValueError("must be 1 to 64 letters, digits or underscores")
+        return value
+
     def __repr__(self) -> str:
         # SecretStr already masks the password; keep the repr short for logs.
         return (
@@ -119,11 +132,14 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: Any) -> Settings:
-    """Build the settings from the environment, raising :class:`ConfigError` when invalid."""
+    """Build the settings from the environment, raising :class:`ConfigError` when invalid.
+
+    The error is one line naming each bad setting by its variable, e.g. ``DB_NAME``.
+    """
     try:
         return Settings(**overrides)
     except ValidationError as exc:
-        raise ConfigError(_describe("environment", exc)) from exc
+        raise ConfigError(_describe("invalid settings", exc, variables=True)) from exc
 
 
 class _DateRange(BaseModel):
@@ -206,17 +222,19 @@ def _read_json(path: Path) -> Any:
         raise ConfigError(f"{path}: not valid JSON: {exc.msg} (line {exc.lineno})") from exc
 
 
-def _describe(source: str, exc: ValidationError) -> str:
+def _describe(source: str, exc: ValidationError, *, variables: bool = False) -> str:
     problems = []
     for error in exc.errors():
-        key = ".".join(str(part) for part in error["loc"]) or "(file)"
+        name = ".".join(str(part) for part in error["loc"]) or "(file)"
+        # Settings are named as the user sets them: environment variables, upper case.
+        key = name.upper() if variables else f"key '{name}'"
         message = error["msg"].removeprefix("Value error, ")
         if error["type"] == "missing":
-            problems.append(f"key '{key}' is missing")
+            problems.append(f"{key} is missing")
         elif error["type"] == "extra_forbidden":
-            problems.append(f"key '{key}' is not recognised")
+            problems.append(f"{key} is not recognised")
         elif error["loc"]:
-            problems.append(f"key '{key}' has bad value {error['input']!r}: {message}")
+            problems.append(f"{key} has bad value {error['input']!r}: {message}")
         else:
             problems.append(message)
     return f"{source}: " + "; ".join(problems)

@@ -122,17 +122,16 @@ def register_error_handlers(app: Flask) -> None:
     def _validation(exc: ValidationError) -> tuple[Response, int]:
         return _api_error(validation_error(exc))
 
-    @app.errorhandler(DatabaseUnavailable)
-    def _unavailable(exc: DatabaseUnavailable) -> tuple[Response, int]:
-        log.warning("database unavailable: %s", exc)
-        return error_response(
-            503, "database_unavailable", "the database is unavailable; try again shortly"
-        )
-
     @app.errorhandler(DatabaseError)
     def _database_error(exc: DatabaseError) -> tuple[Response, int]:
-        log.error("database error: %s", exc)
-        return error_response(503, "database_error", "the database refused the request")
+        # str(exc) may name the server and quote the driver: the log gets it, the client
+        # gets the stable code and the plain message.
+        log.log(
+            logging.WARNING if isinstance(exc, DatabaseUnavailable) else logging.ERROR,
+            "database error: %s",
+            exc,
+        )
+        return error_response(503, exc.code, exc.public_message)
 
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> tuple[Response, int]:
@@ -152,10 +151,14 @@ def register_error_handlers(app: Flask) -> None:
         return error_response(500, "internal_error", "internal error; see the server log")
 
 
-def init_service(app: Flask, api_token: str | None) -> None:
-    """Give ``app`` the shared error handlers, an instance nonce and its API token (if any)."""
+def init_service(app: Flask, api_token: str | None, instance: str | None = None) -> None:
+    """Give ``app`` the shared error handlers, an instance nonce and its API token (if any).
+
+    ``instance`` fixes the nonce (the ``INSTANCE_ID`` setting), so a launcher that sets it can
+    tell from ``/health`` that the service answering on the port is the one it started.
+    """
     app.json.sort_keys = False  # type: ignore[attr-defined]
-    app.config["INSTANCE_ID"] = secrets.token_hex(8)
+    app.config["INSTANCE_ID"] = instance or secrets.token_hex(8)
     app.config["API_TOKEN"] = api_token or None
     register_error_handlers(app)
 

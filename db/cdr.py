@@ -8,7 +8,7 @@ from typing import Any
 
 import pandas as pd
 
-from db.connection import Connection, Cursor
+from db.connection import Connection, Cursor, transaction
 from db.schema import CDR_COLUMNS, DATE_COLUMN
 
 _COLUMN_LIST = ", ".join(CDR_COLUMNS)
@@ -72,52 +72,42 @@ def insert_cdr_rows(conn: Connection, cursor: Cursor, rows: Sequence[Row], chunk
 
 def cdr_bounds(conn: Connection) -> tuple[datetime | None, datetime | None, int]:
     """Earliest and latest `DP_DATE` and the row count of the raw table."""
-    cursor: Cursor = conn.cursor()
-    try:
+    with transaction(conn) as cursor:
         cursor.execute(_SELECT_BOUNDS)
         first, last, count = cursor.fetchone()
-    finally:
-        cursor.close()
-    conn.commit()
     return first, last, int(count)
 
 
 def count_cdr_rows(conn: Connection, start: datetime, end: datetime) -> int:
     """Rows with ``start <= DP_DATE < end``."""
-    cursor: Cursor = conn.cursor()
-    try:
+    with transaction(conn) as cursor:
         cursor.execute(_COUNT_RANGE, (start, end))
         (count,) = cursor.fetchone()
-    finally:
-        cursor.close()
-    conn.commit()
     return int(count)
 
 
 def recent_cdr(conn: Connection, after: datetime, until: datetime, limit: int) -> pd.DataFrame:
     """The newest rows (at most ``limit``) with ``after < DP_DATE <= until``, in `CDR_COLUMNS`."""
-    cursor: Cursor = conn.cursor()
-    try:
+    with transaction(conn) as cursor:
         cursor.execute(_SELECT_RECENT, (after, until, limit))
         rows = cursor.fetchall()
-    finally:
-        cursor.close()
-    conn.commit()
     return pd.DataFrame(rows, columns=list(CDR_COLUMNS))
 
 
-def daily_summary(conn: Connection, start: date) -> pd.DataFrame:
-    """Refresh `DailySummary` from ``start`` on (`GetDailyCDRDataBatch`); return those days."""
-    cursor: Cursor = conn.cursor()
-    try:
+def daily_summary(conn: Connection, start: date, end: date | None = None) -> pd.DataFrame:
+    """Refresh `DailySummary` from ``start`` on (`GetDailyCDRDataBatch`); return those days.
+
+    The procedure refreshes every day from ``start`` on; ``end``, when given, only limits
+    the days returned.
+    """
+    with transaction(conn) as cursor:
         cursor.callproc("GetDailyCDRDataBatch", (start,))
         rows: list[Any] = []
         for result in cursor.stored_results():
             rows.extend(result.fetchall())
-    finally:
-        cursor.close()
-    conn.commit()
     frame = pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
     for column in ("outgoing_call_minutes", "data_volume_mb"):
         frame[column] = frame[column].astype(float)
+    if end is not None:
+        frame = frame[frame["summary_date"] <= end].reset_index(drop=True)
     return frame

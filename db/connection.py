@@ -8,11 +8,10 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 import mysql.connector
-import mysql.connector.errors as mysql_errors
 from mysql.connector.abstracts import MySQLConnectionAbstract
 
 from config.settings import Settings
-from db.errors import DatabaseError, DatabaseUnavailable, is_transient
+from db.errors import DRIVER_ERRORS, DatabaseUnavailable, classify, translate
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +25,9 @@ def connect(settings: Settings, *, with_database: bool = True, **options: Any) -
 
     Raises:
         DatabaseUnavailable: the server does not answer.
-        DatabaseError: the server refused the connection (credentials, unknown database).
+        AccessDenied: the server refused the credentials.
+        SchemaMissing: the server has no database ``DB_NAME``.
+        DatabaseError: the server refused the connection for another reason.
     """
     params: dict[str, Any] = {
         "host": settings.db_host,
@@ -48,11 +49,11 @@ def connect(settings: Settings, *, with_database: bool = True, **options: Any) -
         params["database"] = settings.db_name
     try:
         conn = mysql.connector.connect(**params)
-    except mysql_errors.Error as exc:
+    except DRIVER_ERRORS as exc:
         where = f"{settings.db_user}@{settings.db_host}:{settings.db_port}"
-        if is_transient(exc):
-            raise DatabaseUnavailable(f"database server {where} is unreachable: {exc.msg}") from exc
-        raise DatabaseError(f"database server {where} refused the connection: {exc.msg}") from exc
+        unreachable = issubclass(classify(exc), DatabaseUnavailable)
+        problem = "is unreachable" if unreachable else "refused the connection"
+        raise translate(exc, f"database server {where} {problem}") from exc
     return conn  # type: ignore[return-value]
 
 
@@ -63,21 +64,48 @@ def connection(settings: Settings, **options: Any) -> Iterator[Connection]:
     try:
         yield conn
     finally:
+        close_quietly(conn)
+
+
+def close_quietly(conn: Connection) -> None:
+    """Close ``conn``; a connection already lost may fail to close, and nothing is left then.
+
+    Closing must not replace the error that ended the work (a lost connection) with the
+    driver's complaint about closing it.
+    """
+    try:
         conn.close()
+    except DRIVER_ERRORS:
+        log.debug("closing a broken connection failed", exc_info=True)
 
 
 @contextmanager
 def transaction(conn: Connection) -> Iterator[Cursor]:
-    """A cursor whose statements commit together on success and roll back on any error."""
-    cursor: Cursor = conn.cursor()
+    """A cursor whose statements commit together on success and roll back on any error.
+
+    This is where the driver's errors become ours: one the block (or the commit) raises leaves
+    as a :class:`~db.errors.DatabaseError` (see :mod:`db.errors`), the driver's exception kept
+    as its ``__cause__``. A driver error the block catches itself never gets here.
+
+    Raises:
+        DatabaseUnavailable: the connection was lost or is gone.
+        IntegrityConflict: a key or constraint refused a row.
+        QueryError: a statement failed (and the other classes of :mod:`db.errors`).
+    """
+    try:
+        cursor: Cursor = conn.cursor()
+    except DRIVER_ERRORS as exc:
+        raise translate(exc) from exc
     try:
         yield cursor
         conn.commit()
-    except BaseException:
+    except BaseException as exc:
         # If the connection is gone the server rolls the transaction back itself; the
         # rollback's own error must not hide the one that got us here.
         with suppress(Exception):
             conn.rollback()
+        if isinstance(exc, DRIVER_ERRORS):
+            raise translate(exc) from exc
         raise
     finally:
         with suppress(Exception):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from config.settings import Settings
 from db.connection import Connection, connection, ensure_database, transaction
-from db.errors import MigrationError
+from db.errors import MigrationError, QueryError
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +89,11 @@ def apply_migrations(conn: Connection, migrations: list[Migration] | None = None
     """Apply the migrations not yet recorded in `schema_migrations`; return their names.
 
     A server-side lock keeps two concurrent runs (two containers, two test workers) apart.
+
+    Raises:
+        MigrationError: A migration is malformed, was edited after it was applied, or one of
+            its statements failed (the message names it).
+        DatabaseUnavailable: The connection was lost.
     """
     migrations = discover() if migrations is None else migrations
     applied_now: list[str] = []
@@ -113,10 +118,15 @@ def apply_migrations(conn: Connection, migrations: list[Migration] | None = None
                 continue
             # MySQL commits DDL implicitly, so each statement is written to be re-runnable
             # (IF NOT EXISTS, OR REPLACE) and the ledger row goes last.
-            with transaction(conn) as cursor:
-                for statement in split_statements(migration.sql):
-                    cursor.execute(statement)
-                cursor.execute(_RECORD, (migration.version, migration.name, migration.checksum))
+            try:
+                with transaction(conn) as cursor:
+                    for statement in split_statements(migration.sql):
+                        cursor.execute(statement)
+                    cursor.execute(_RECORD, (migration.version, migration.name, migration.checksum))
+            except QueryError as exc:
+                raise MigrationError(
+                    f"migration {label} failed: {exc}", errno=exc.errno, sqlstate=exc.sqlstate
+                ) from exc
             log.info("applied migration %s", label)
             applied_now.append(label)
     finally:

@@ -1,6 +1,7 @@
 """Column layout of the raw CDR table `DP_CDR_Data`, as the migrations create it.
 
-The seed's column names live here and in the raw table only; later stages map them once.
+The seed's column names live here and in the raw table only; the code that reads the raw
+table maps them to plain names once.
 """
 
 from __future__ import annotations

@@ -1,8 +1,11 @@
-"""`python -m eda`: exploratory analysis of the raw CDRs over the range of query_params.json.
+"""`python -m eda`: exploratory analysis of the raw CDRs over a date range.
 
-Writes `report.md` and its PNG figures to `OUTPUT/eda/START_END/`, then prints the report's path
-and a one-screen summary. Exit status: 0 written; 1 no CDRs in the range, or the database or the
-output folder failed; 2 invalid settings, parameters file or arguments.
+The range is that of the parameters file (`config/query_params.json`, the QUERY_PARAMS_PATH
+setting), overridden by `--start`/`--end`. Writes `report.md` and its PNG figures to
+`OUTPUT/eda/START_END/`, then prints the report's path and a one-screen summary.
+
+Exit status: 0 written; 1 no CDRs in the range, the database cannot be reached or read, or the
+output folder cannot be written; 2 invalid settings, parameters file or arguments.
 """
 
 from __future__ import annotations
@@ -14,11 +17,10 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-import mysql.connector.errors as mysql_errors
 import pandas as pd
 
-from config.cli import positive_int
-from config.settings import ConfigError, Settings, load_query_params, load_settings
+from config import cli
+from config.settings import Settings, load_query_params, load_settings
 from db.connection import connection, transaction
 from db.eda_queries import (
     FEATURE_NAMES,
@@ -28,7 +30,6 @@ from db.eda_queries import (
     label_sample,
     range_overview,
 )
-from db.errors import DatabaseError
 from eda.analysis import Analysis, analyse
 from eda.plots import plot_correlation, plot_daily_totals, plot_feature_by_label, save_figure
 from eda.report import (
@@ -42,7 +43,6 @@ from eda.report import (
 from eda.summary import LABEL_GROUPS, UNKNOWN, group_rows
 
 DEFAULT_SAMPLE_ROWS = 50_000
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 log = logging.getLogger(__name__)
 
@@ -58,56 +58,46 @@ class RangeData:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="python -m eda",
-        description="Exploratory analysis of DP_CDR_Data over the date range of a parameters "
-        "file: summary statistics, daily totals, distributions by churn label, correlations.",
-    )
-    parser.add_argument(
-        "--params",
-        type=Path,
-        help="JSON file with start_date and end_date, YYYY-MM-DD, both inclusive "
-        "(default: config/query_params.json)",
+    parser = cli.parser("python -m eda", __doc__)
+    cli.add_date_range(
+        parser,
+        config_help="JSON file with start_date and end_date, YYYY-MM-DD, both inclusive "
+        "(default: the QUERY_PARAMS_PATH setting, config/query_params.json)",
+        start_help="first date, YYYY-MM-DD, inclusive (default: start_date of the config file)",
+        end_help="last date, YYYY-MM-DD, inclusive (default: end_date of the config file)",
     )
     parser.add_argument(
         "--output",
         type=Path,
-        help="output folder (default: OUTPUT_DIR); the report goes to OUTPUT/eda/START_END/",
+        help="output folder (default: the OUTPUT_DIR setting); the report goes to "
+        "OUTPUT/eda/START_END/",
     )
     parser.add_argument(
         "--sample-rows",
-        type=positive_int,
+        type=cli.positive_int,
         default=DEFAULT_SAMPLE_ROWS,
-        help="the most rows read per churn label for quartiles, distributions and "
-        f"correlations (default: {DEFAULT_SAMPLE_ROWS:,})",
+        help="the most rows read per churn label for quartiles, distributions and correlations",
     )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
     return parser
 
 
 def main(argv: list[str] | None = None, settings: Settings | None = None) -> int:
     """Run the analysis; ``settings`` replaces the environment's (tests pass their own)."""
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
-    try:
-        settings = settings or load_settings()
-        params = load_query_params(args.params or settings.query_params_path)
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    start, end = params.start_date, params.end_date
+    cli.configure_logging(args.verbose)
+    return cli.run(lambda: _analyse(args, settings or load_settings()))
 
-    try:
-        data = read_range(settings, start, end, args.sample_rows)
-    except DatabaseError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    except mysql_errors.Error as exc:
-        print(f"error: reading DP_CDR_Data failed: {exc.msg}", file=sys.stderr)
-        return 1
+
+def _analyse(args: argparse.Namespace, settings: Settings) -> int:
+    def file_range(path: Path | None) -> tuple[date, date]:
+        params = load_query_params(path or settings.query_params_path)
+        return params.start_date, params.end_date
+
+    start, end = cli.date_range(args, file_range)
+    data = read_range(settings, start, end, args.sample_rows)
     if data is None:
-        print(f"no CDRs between {start} and {end} in DP_CDR_Data: nothing written", file=sys.stderr)
-        return 1
-
+        return cli.fail(f"no CDRs between {start} and {end} in DP_CDR_Data: nothing written")
     analysis = analyse(
         start, end, data.overview, data.daily, data.moments, data.sample, args.sample_rows
     )
@@ -115,18 +105,17 @@ def main(argv: list[str] | None = None, settings: Settings | None = None) -> int
     try:
         report = write_outputs(analysis, folder, settings.db_name)
     except OSError as exc:
-        print(f"error: cannot write to {folder}: {exc.strerror}", file=sys.stderr)
-        return 1
+        return cli.fail(f"cannot write to {folder}: {exc.strerror}")
     print(console_summary(analysis, report))
-    return 0
+    return cli.EXIT_OK
 
 
 def read_range(settings: Settings, start: date, end: date, sample_rows: int) -> RangeData | None:
     """Read the overview, daily totals, moments and sample of a range; None when it is empty."""
-    log.info("reading DP_CDR_Data from %s to %s (database %s)", start, end, settings.db_name)
     # One transaction, one snapshot: rows a stream inserts meanwhile cannot make the totals,
     # the moments and the sample disagree.
     with connection(settings) as conn, transaction(conn) as cursor:
+        log.info("reading DP_CDR_Data from %s to %s (database %s)", start, end, settings.db_name)
         overview = range_overview(cursor, start, end)
         if overview.rows == 0:
             return None

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import date, datetime
 
-import mysql.connector.errors as mysql_errors
 import pandas as pd
 import pytest
 
 from config.settings import Settings
 from db.cdr import cdr_bounds, daily_summary, frame_to_rows, insert_cdr_rows
 from db.connection import connection, transaction
+from db.errors import QueryError
 from db.schema import CDR_COLUMNS
 
 
@@ -85,7 +85,7 @@ def test_summary_follows_new_rows(loaded: Settings) -> None:
 
 
 def test_null_start_date_is_refused(loaded: Settings) -> None:
-    with connection(loaded) as conn, pytest.raises(mysql_errors.Error, match="startDate"):
+    with connection(loaded) as conn, pytest.raises(QueryError, match="startDate"):
         daily_summary(conn, None)  # type: ignore[arg-type]
 
 

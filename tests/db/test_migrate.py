@@ -8,7 +8,7 @@ import pytest
 
 from config.settings import Settings
 from db.connection import connection, transaction
-from db.errors import MigrationError
+from db.errors import MigrationError, QueryError
 from db.migrate import Migration, apply_migrations, discover, init_database, split_statements
 
 
@@ -74,6 +74,24 @@ def test_new_migration_applies_in_order(db_settings: Settings) -> None:
         assert apply_migrations(conn, [*discover(), extra]) == ["9999_extra"]
         assert apply_migrations(conn, [*discover(), extra]) == []
     assert "extra_t" in _tables(db_settings)
+
+
+def test_a_failing_migration_names_itself_and_is_not_recorded(db_settings: Settings) -> None:
+    broken = Migration(
+        9998, "broken", "CREATE TABLE broken_t (x INT);\nCREATE TABLEE oops (x INT);"
+    )
+    with connection(db_settings) as conn:
+        with pytest.raises(MigrationError, match="migration 9998_broken failed") as raised:
+            apply_migrations(conn, [*discover(), broken])
+        assert raised.value.errno == 1064
+        assert raised.value.code == "database_migration_failed"
+        assert isinstance(raised.value.__cause__, QueryError)
+        with transaction(conn) as cursor:
+            cursor.execute("SELECT COUNT(*) FROM schema_migrations WHERE version = 9998")
+            assert cursor.fetchone() == (0,)
+        # The lock was released: the next run (the fix) goes through.
+        fixed = Migration(9998, "broken", "CREATE TABLE IF NOT EXISTS broken_t (x INT);")
+        assert apply_migrations(conn, [*discover(), fixed]) == ["9998_broken"]
 
 
 def test_split_statements_honours_delimiter() -> None:

@@ -14,8 +14,9 @@ import matplotlib.pyplot as plt
 import pytest
 
 from config.settings import PROJECT_ROOT, Settings
-from eda.__main__ import main
+from eda.__main__ import _parser, main
 from eda.report import REPORT_FILE, image_files
+from tests.config.cli_help import help_without_default
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -38,7 +39,7 @@ def test_the_cli_writes_the_report_and_its_figures(
     output = tmp_path / "out"
 
     code = main(
-        ["--params", str(params), "--output", str(output), "--sample-rows", "30"], settings=seeded
+        ["--config", str(params), "--output", str(output), "--sample-rows", "30"], settings=seeded
     )
 
     assert code == 0
@@ -63,7 +64,7 @@ def test_a_bad_date_in_the_params_file_exits_2_naming_the_key(
     params = _params(tmp_path, "2024-25-26", "2024-01-31")
 
     code = main(
-        ["--params", str(params), "--output", str(tmp_path / "out")], settings=base_settings
+        ["--config", str(params), "--output", str(tmp_path / "out")], settings=base_settings
     )
 
     err = capsys.readouterr().err
@@ -77,7 +78,7 @@ def test_a_start_after_the_end_exits_2(
 ) -> None:
     params = _params(tmp_path, "2024-02-01", "2024-01-31")
 
-    assert main(["--params", str(params)], settings=base_settings) == 2
+    assert main(["--config", str(params)], settings=base_settings) == 2
     assert "start_date (2024-02-01) is after end_date (2024-01-31)" in capsys.readouterr().err
 
 
@@ -88,7 +89,7 @@ def test_the_module_reports_a_bad_params_file_without_a_traceback(tmp_path: Path
     env = {**os.environ, "DB_PORT": "1", "OUTPUT_DIR": str(tmp_path / "out")}
 
     result = subprocess.run(
-        [sys.executable, "-m", "eda", "--params", str(params)],
+        [sys.executable, "-m", "eda", "--config", str(params)],
         cwd=PROJECT_ROOT,
         env=env,
         capture_output=True,
@@ -109,7 +110,7 @@ def test_an_empty_range_exits_1_and_writes_nothing(
     params = _params(tmp_path, "2030-01-01", "2030-01-31")
     output = tmp_path / "out"
 
-    code = main(["--params", str(params), "--output", str(output)], settings=seeded)
+    code = main(["--config", str(params), "--output", str(output)], settings=seeded)
 
     assert code == 1
     assert "no CDRs between 2030-01-01 and 2030-01-31" in capsys.readouterr().err
@@ -127,7 +128,7 @@ def test_an_unreachable_database_exits_1_with_a_message(
     )
     params = _params(tmp_path, "2024-01-01", "2024-01-20")
 
-    code = main(["--params", str(params), "--output", str(tmp_path / "out")], settings=settings)
+    code = main(["--config", str(params), "--output", str(tmp_path / "out")], settings=settings)
 
     err = capsys.readouterr().err
     assert code == 1
@@ -142,8 +143,9 @@ def test_a_database_without_the_schema_exits_1_with_a_message(
     settings = base_settings.model_copy(update={"db_name": "information_schema"})
     params = _params(tmp_path, "2024-01-01", "2024-01-20")
 
-    assert main(["--params", str(params), "--output", str(tmp_path)], settings=settings) == 1
-    assert "reading DP_CDR_Data failed" in capsys.readouterr().err
+    assert main(["--config", str(params), "--output", str(tmp_path)], settings=settings) == 1
+    err = capsys.readouterr().err
+    assert "error: Unknown table 'DP_CDR_Data'" in err and "python -m db init" in err
 
 
 def test_a_sample_size_must_be_positive(base_settings: Settings) -> None:
@@ -160,5 +162,37 @@ def test_an_unwritable_output_folder_exits_1_with_a_message(
     blocker.write_text("", encoding="utf-8")
     params = _params(tmp_path, "2024-01-01", "2024-01-20")
 
-    assert main(["--params", str(params), "--output", str(blocker)], settings=seeded) == 1
+    assert main(["--config", str(params), "--output", str(blocker)], settings=seeded) == 1
     assert f"cannot write to {blocker / 'eda' / '2024-01-01_2024-01-20'}" in capsys.readouterr().err
+
+
+def test_start_and_end_override_the_params_file(
+    seeded: Settings, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    params = _params(tmp_path, "2024-01-01", "2024-01-20")
+    output = tmp_path / "out"
+
+    code = main(
+        [
+            *("--config", str(params), "--start", "2024-01-05", "--end", "2024-01-06"),
+            *("--output", str(output), "--sample-rows", "10"),
+        ],
+        settings=seeded,
+    )
+
+    assert code == 0
+    assert [p.name for p in (output / "eda").iterdir()] == ["2024-01-05_2024-01-06"]
+    assert capsys.readouterr().out.startswith("EDA of DP_CDR_Data from 2024-01-05 to 2024-01-06")
+
+
+def test_a_start_flag_after_the_file_end_exits_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], base_settings: Settings
+) -> None:
+    params = _params(tmp_path, "2024-01-01", "2024-01-20")
+
+    assert main(["--config", str(params), "--start", "2024-02-01"], settings=base_settings) == 2
+    assert "start 2024-02-01 is after end 2024-01-20" in capsys.readouterr().err
+
+
+def test_every_flag_shows_its_default() -> None:
+    assert help_without_default(_parser()) == []

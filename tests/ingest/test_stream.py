@@ -17,6 +17,7 @@ from _mysql_connector import MySQLInterfaceError
 
 from config.settings import Settings
 from db.connection import Connection, connect, connection, transaction
+from db.errors import QueryError
 from db.ingest_log import Source, committed_batches, register_source, write_batch
 from db.migrate import init_database
 from db.schema import CDR_COLUMNS
@@ -190,7 +191,7 @@ def test_a_batch_that_fails_midway_leaves_neither_rows_nor_log_row(db_settings: 
         _register(conn, "atomic")
 
         # chunks of one row: three rows went in before the fourth failed
-        with pytest.raises(mysql_errors.DatabaseError):
+        with pytest.raises(QueryError):
             write_batch(conn, "atomic", 0, bad, chunk_rows=1)
         count_after_failure = _cdr_count(db_settings)
         retried = write_batch(conn, "atomic", 0, _rows(4), chunk_rows=1)
