@@ -7,8 +7,8 @@ commit monitors the same predictions again instead of skipping them. Figures are
 (model version, chunk, metric) and (model version, chunk, feature, method); a run recomputes
 every chunk of its version, so rows its chunks no longer cover are pruned in the same commit.
 
-Every public function raises our `DatabaseError` (or `DatabaseUnavailable`), never the
-driver's errors, so no caller needs to know the driver.
+Every statement runs in `db.connection.transaction`, so callers see our `DatabaseError`
+hierarchy only, never the driver's errors.
 """
 
 from __future__ import annotations
@@ -16,21 +16,17 @@ from __future__ import annotations
 import io
 import json
 import math
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from functools import wraps
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-import mysql.connector.errors as mysql_errors
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.json as pa_json
 
 from db.connection import Connection, Cursor, transaction
-from db.errors import DatabaseError, DatabaseUnavailable, is_transient
 from db.models import ANALYSIS, REFERENCE
 
 if TYPE_CHECKING:
@@ -257,38 +253,6 @@ class StoredRun:
         )
 
 
-@contextmanager
-def database_errors() -> Iterator[None]:
-    """Raise the driver's errors inside as :class:`DatabaseUnavailable` (the connection is
-    lost or refused: worth retrying) or :class:`DatabaseError` (a failed statement).
-
-    The new messages name the problem class only: a statement's text or values stay in the
-    chained exception, for the log.
-    """
-    try:
-        yield
-    except DatabaseError:
-        raise
-    except Exception as exc:
-        if is_transient(exc):
-            raise DatabaseUnavailable("the connection to the database was lost") from exc
-        if isinstance(exc, mysql_errors.Error):
-            raise DatabaseError(f"a database statement failed (error {exc.errno})") from exc
-        raise
-
-
-def _translated(function: _F) -> _F:
-    """Run ``function`` under :func:`database_errors`: callers see our errors only."""
-
-    @wraps(function)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        with database_errors():
-            return function(*args, **kwargs)
-
-    return wrapper  # type: ignore[return-value]
-
-
-@_translated
 def max_prediction_id(conn: Connection) -> int:
     """The highest `model_predictions.id` (0 when there are none); grows with every write."""
     with transaction(conn) as cursor:
@@ -297,7 +261,6 @@ def max_prediction_id(conn: Connection) -> int:
     return int(value)
 
 
-@_translated
 def load_reference(
     conn: Connection, version: str, continuous: Sequence[str], categorical: Sequence[str]
 ) -> pd.DataFrame:
@@ -314,7 +277,6 @@ def load_reference(
     return _prediction_frame(rows, continuous, categorical)
 
 
-@_translated
 def load_analysis(
     conn: Connection,
     version: str,
@@ -414,7 +376,6 @@ def _prediction_frame(
     return pd.concat([base, features.set_index(base.index)], axis=1)
 
 
-@_translated
 def store_run(conn: Connection, run: MonitoringRun, consumer: str | None = None) -> int:
     """Store a successful run in one transaction and return its run id.
 
@@ -455,7 +416,6 @@ def store_run(conn: Connection, run: MonitoringRun, consumer: str | None = None)
     return run_id
 
 
-@_translated
 def record_failed_run(
     conn: Connection, run: RunRecord, error_message: str, consumer: str | None = None
 ) -> int:
@@ -536,7 +496,6 @@ def _drift_params(version: str, row: Mapping[str, Any], run_id: int) -> tuple[An
     )
 
 
-@_translated
 def latest_run(conn: Connection, version: str, status: RunStatus | None = None) -> StoredRun | None:
     """The most recent run of ``version`` (of that ``status`` when given), or None."""
     with transaction(conn) as cursor:
@@ -548,7 +507,6 @@ def latest_run(conn: Connection, version: str, status: RunStatus | None = None) 
     return None if row is None else StoredRun._from_row(row)
 
 
-@_translated
 def last_monitored_version(conn: Connection) -> str | None:
     """The model version of the most recent successful run, or None."""
     with transaction(conn) as cursor:
@@ -557,7 +515,6 @@ def last_monitored_version(conn: Connection) -> str | None:
     return None if row is None else str(row[0])
 
 
-@_translated
 def stored_results(conn: Connection, version: str) -> pd.DataFrame:
     """The stored figures of ``version``, one row per metric and chunk (`RESULT_COLUMNS`),
     by metric then chunk; missing figures are NaN, flags are booleans or None."""
@@ -575,7 +532,6 @@ def stored_results(conn: Connection, version: str) -> pd.DataFrame:
     return frame
 
 
-@_translated
 def stored_drift(conn: Connection, version: str) -> pd.DataFrame:
     """The stored drift and data-quality figures of ``version``, one row per statistic and
     chunk (`DRIFT_COLUMNS`), by kind, feature, method then chunk."""
@@ -589,7 +545,6 @@ def stored_drift(conn: Connection, version: str) -> pd.DataFrame:
     return frame
 
 
-@_translated
 def get_watermark(conn: Connection, consumer: str) -> int:
     """The last `model_predictions.id` ``consumer`` has monitored (0 when it never ran)."""
     with transaction(conn) as cursor:
@@ -598,7 +553,6 @@ def get_watermark(conn: Connection, consumer: str) -> int:
     return 0 if row is None else int(row[0])
 
 
-@_translated
 def advance_watermark(
     conn: Connection, consumer: str, prediction_id: int, run_id: int | None = None
 ) -> int:
@@ -615,7 +569,6 @@ def run_lock_name(db_name: str) -> str:
     return f"monitoring_run.{db_name}"[:_LOCK_NAME_MAX]
 
 
-@_translated
 def acquire_run_lock(conn: Connection, name: str, timeout: float) -> bool:
     """Take the named lock on ``conn``'s session, waiting up to ``timeout`` seconds.
 
@@ -628,7 +581,6 @@ def acquire_run_lock(conn: Connection, name: str, timeout: float) -> bool:
     return acquired == 1
 
 
-@_translated
 def release_run_lock(conn: Connection, name: str) -> None:
     """Release the named lock taken by :func:`acquire_run_lock` on this session."""
     with transaction(conn) as cursor:

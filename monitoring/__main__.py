@@ -96,21 +96,25 @@ def _parser() -> _Parser:
     files.add_argument("--mapping", type=Path, help="JSON file naming the columns' roles")
     database = run_cmd.add_argument_group("database mode")
     database.add_argument(
-        "--model-version", help="model version to monitor (None: the current model)"
+        "--model-version", help="model version to monitor (default: the current model)"
     )
     chunks = run_cmd.add_mutually_exclusive_group()
     chunks.add_argument(
         "--chunk-period",
         metavar="|".join(CHUNK_PERIODS),
-        help="chunk by day, week or month (None: D in file mode, MONITORING_CHUNK_PERIOD "
+        help="chunk by day, week or month (default: D in file mode, MONITORING_CHUNK_PERIOD "
         "in database mode)",
     )
-    chunks.add_argument("--chunk-size", type=positive_int, help="chunk by this many rows")
+    chunks.add_argument(
+        "--chunk-size",
+        type=positive_int,
+        help="chunk by this many rows (default: by period; MONITORING_CHUNK_SIZE in database mode)",
+    )
     run_cmd.add_argument("--output", type=Path, help="also write the report (CSV, plots) here")
     run_cmd.add_argument(
         "--min-chunk-rows",
         type=positive_int,
-        help=f"warn about smaller chunks (None: {MIN_CHUNK_ROWS} in file mode, "
+        help=f"warn about smaller chunks (default: {MIN_CHUNK_ROWS} in file mode, "
         "MONITORING_MIN_CHUNK_ROWS in database mode)",
     )
     run_cmd.add_argument(
@@ -128,14 +132,14 @@ def _parser() -> _Parser:
     run_cmd.set_defaults(handler=_run)
 
     serve = commands.add_parser("serve", help="serve the monitoring API and dashboard")
-    serve.add_argument("--host", help="address to listen on (None: MONITORING_HOST)")
-    serve.add_argument("--port", type=positive_int, help="port (None: MONITORING_PORT)")
+    serve.add_argument("--host", help="address to listen on (default: MONITORING_HOST)")
+    serve.add_argument("--port", type=positive_int, help="port (default: MONITORING_PORT)")
     serve.add_argument("--threads", type=positive_int, default=4, help="request threads")
     serve.set_defaults(handler=_serve)
 
     poll = commands.add_parser("poll", help="run monitoring whenever new predictions land")
     poll.add_argument(
-        "--interval", type=float, help="seconds between checks (None: MONITORING_POLL_INTERVAL)"
+        "--interval", type=float, help="seconds between checks (default: MONITORING_POLL_INTERVAL)"
     )
     poll.set_defaults(handler=_poll)
     return parser

@@ -39,7 +39,6 @@ from db.monitoring import (
     TIMESTAMP,
     RunRecord,
     acquire_run_lock,
-    database_errors,
     load_analysis,
     load_reference,
     max_prediction_id,
@@ -263,8 +262,7 @@ def resolve_model(conn: Connection, version: str | None) -> ModelRecord:
     Raises:
         ModelNotFoundError: No model registered, or no such version.
     """
-    with database_errors():
-        model = current_model(conn) if version is None else get_model(conn, version)
+    model = current_model(conn) if version is None else get_model(conn, version)
     if model is not None:
         return model
     if version is None:

@@ -17,7 +17,6 @@ from config.web import init_service
 from config.web import serve as serve_app
 from db.connection import database_exists
 from db.errors import DatabaseError
-from db.monitoring import database_errors
 from monitoring.web.dashboard import dashboard_bp
 from monitoring.web.metrics import ServiceMetrics
 from monitoring.web.views import METRICS_KEY, SETTINGS_KEY, ops_bp, runs_bp
@@ -38,7 +37,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     # No package static folder: the dashboard blueprint serves plotly.js from plotly itself.
     app = Flask(__name__, static_folder=None)
     token = settings.api_token.get_secret_value() if settings.api_token else None
-    init_service(app, token)
+    init_service(app, token, settings.instance_id)
     app.extensions[SETTINGS_KEY] = settings
     app.extensions[METRICS_KEY] = ServiceMetrics()
     app.register_blueprint(runs_bp)
@@ -69,9 +68,7 @@ def serve(
     """
     from db.migrate import init_database
 
-    with database_errors():
-        exists = database_exists(settings)
-    if not exists:
+    if not database_exists(settings):
         raise DatabaseMissing(
             f"database {settings.db_name!r} does not exist: check DB_NAME, or create it "
             "with `python -m db init`"

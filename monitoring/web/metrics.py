@@ -17,7 +17,6 @@ from db.errors import DatabaseError
 from db.models import current_model
 from db.monitoring import (
     SUCCEEDED,
-    database_errors,
     last_monitored_version,
     latest_run,
     stored_results,
@@ -30,8 +29,7 @@ log = logging.getLogger(__name__)
 def monitored_version(conn: Connection) -> str | None:
     """The version the dashboard and metrics show by default: the current model, else the
     version of the latest successful run."""
-    with database_errors():
-        model = current_model(conn)
+    model = current_model(conn)
     return model.version if model is not None else last_monitored_version(conn)
 
 

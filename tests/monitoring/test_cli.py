@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import json
@@ -14,8 +15,9 @@ import pandas as pd
 import pytest
 
 from config.settings import Settings
-from monitoring.__main__ import main
+from monitoring.__main__ import _parser, main
 from monitoring.compute.nannyml_loader import nml
+from tests.config.cli_help import help_without_default
 from tests.monitoring.frames import START, predictions
 
 NANNYML_MAPPING: dict[str, Any] = {
@@ -351,6 +353,15 @@ def test_database_mode_names_what_is_missing(
     assert _run_error(["--analysis", "a.csv"], capsys) == (
         "error: --analysis, --mapping, --targets and --output need --reference"
     )
+
+
+def test_every_flag_s_help_shows_its_default() -> None:
+    parser = _parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+    assert help_without_default(parser) == []
+    for name, command in commands.choices.items():
+        assert help_without_default(command) == [], name
 
 
 def test_help_shows_every_default(capsys: pytest.CaptureFixture[str]) -> None:
