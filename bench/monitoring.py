@@ -18,6 +18,13 @@ imported libraries, the data and the run (`resource.getrusage(RUSAGE_CHILDREN).r
 in the parent; the child also reports its RSS after the imports and after reading the data).
 Nothing is sampled: every stage sees every row.
 
+With ``--pipeline``, the parent then times the database mode's public steps themselves, as
+`monitoring.pipeline.runner.run_for_model` wires them: `load_inputs` (the predictions of a
+registered model from a scratch database ``bench_monitoring_<pid>``, dropped afterwards),
+`monitor` (pure), `store` (one transaction) and `write_run_report` (CSV, PNG, HTML), on
+``--pipeline-rows`` analysis predictions (a fifth as many reference ones; analysis labels
+unknown). It needs the database server of the ``DB_*`` settings.
+
 Stage times are medians over the repeats; the machine's load average is recorded with them,
 as other work on a 2-core machine skews them. Progress goes to stderr; stdout is a table and,
 as its last line, one JSON object with every figure.
@@ -169,9 +176,9 @@ def write_inputs(folder: Path, reference_rows: int, analysis_rows: int, days: in
 def child(folder: Path) -> dict[str, Any]:
     """One timed run in this process: what the parent measures, as a dict."""
     started = time.perf_counter()
-    from monitoring.core import fit_monitor
-    from monitoring.files import load_mapping, read_frame
-    from monitoring.spec import Chunking
+    from monitoring.compute.core import fit_monitor
+    from monitoring.compute.spec import Chunking
+    from monitoring.pipeline.files import load_mapping, read_frame
 
     timings: dict[str, float] = {"import": time.perf_counter() - started}
     cpu_timings: dict[str, float] = {}
@@ -184,7 +191,7 @@ def child(folder: Path) -> dict[str, Any]:
                 timings[fields["stage"]] = fields["seconds"]
                 cpu_timings[fields["stage"]] = fields["cpu_seconds"]
 
-    core_log = logging.getLogger("monitoring.core")
+    core_log = logging.getLogger("monitoring.compute.core")
     core_log.addHandler(StageRecorder())
     core_log.setLevel(logging.DEBUG)
     core_log.propagate = False
@@ -396,12 +403,161 @@ def table(summary: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+_INSERT_MODEL = (
+    "INSERT INTO model_registry (version, split_kind, train_start, train_end, test_start, "
+    "test_end, params, metrics, features, path, is_current) "
+    "VALUES (%s, 'time', '2024-01-01', '2024-01-31', '2024-02-01', '2024-02-29', '{}', '{}', "
+    "%s, '/bench', 1)"
+)
+_INSERT_PREDICTION = (
+    "INSERT INTO model_predictions (model_version, subscriber, as_of_date, period, "
+    "probability_0, probability_1, prediction, label, features) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+)
+PIPELINE_VERSION = "bench-pipeline"
+
+
+def _prediction_rows(frame: pd.DataFrame, period: str) -> list[tuple[Any, ...]]:
+    features = frame[[*CONTINUOUS, *CATEGORICAL]].astype(object)
+    documents = [
+        json.dumps({k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()})
+        for r in features.to_dict(orient="records")
+    ]
+    return [
+        (
+            PIPELINE_VERSION,
+            f"{prediction_id:08d}",
+            scored_at.date(),
+            period,
+            1.0 - score,
+            score,
+            int(predicted),
+            None if period == "analysis" else int(churned),
+            document,
+        )
+        for prediction_id, scored_at, score, predicted, churned, document in zip(
+            frame["prediction_id"],
+            frame["scored_at"],
+            frame["churn_score"].astype(float),
+            frame["churn_predicted"],
+            frame["churned"],
+            documents,
+            strict=True,
+        )
+    ]
+
+
+def pipeline(analysis_rows: int, days: int, repeats: int, output: Path) -> dict[str, Any]:
+    """Time `load_inputs`, `monitor`, `store` and `write_run_report` on a scratch database."""
+    from config.settings import load_settings
+    from db.connection import connection, drop_database, transaction
+    from db.migrate import init_database
+    from db.monitoring import max_prediction_id
+    from monitoring.pipeline.runner import (
+        STAGES,
+        RunSpec,
+        load_inputs,
+        monitor,
+        report_folder,
+        resolve_model,
+        store,
+        utcnow,
+        write_run_report,
+    )
+
+    settings = load_settings(
+        db_name=f"bench_monitoring_{os.getpid()}",
+        output_dir=output,
+        monitoring_chunk_period="D",
+        monitoring_chunk_size=None,
+    )
+    rng = np.random.default_rng(20240301)
+    start = pd.Timestamp("2024-03-01")
+    reference = generate_predictions(rng, analysis_rows // 5, start - pd.Timedelta(days=days), days)
+    analysis = generate_predictions(rng, analysis_rows, start, days)
+    features = [{"name": name, "type": "continuous"} for name in CONTINUOUS] + [
+        {"name": name, "type": "categorical"} for name in CATEGORICAL
+    ]
+    init_database(settings)
+    try:
+        print("writing the predictions to the scratch database ...", file=sys.stderr, flush=True)
+        with connection(settings) as conn, transaction(conn) as cursor:
+            cursor.execute(_INSERT_MODEL, (PIPELINE_VERSION, json.dumps(features)))
+            for period, frame in (("reference", reference), ("analysis", analysis)):
+                rows = _prediction_rows(frame, period)
+                for first in range(0, len(rows), 5000):
+                    cursor.executemany(_INSERT_PREDICTION, rows[first : first + 5000])
+        spec = RunSpec.from_settings(settings)
+        # `monitor` imports NannyML on its first call; the child's "import" row times that.
+        importlib.import_module("monitoring.compute.core")
+        seconds: dict[str, list[float]] = {stage: [] for stage in STAGES}
+        for repeat in range(1, repeats + 1):
+            print(f"pipeline run {repeat}/{repeats} ...", file=sys.stderr, flush=True)
+            with connection(settings) as conn:
+                model = resolve_model(conn, None)
+                watermark = max_prediction_id(conn)
+                started = time.perf_counter()
+                inputs = load_inputs(conn, model, watermark, spec.label_delay_days)
+                seconds["load"].append(time.perf_counter() - started)
+                started = time.perf_counter()
+                run = monitor(inputs, spec, trigger="cli", started_at=utcnow())
+                seconds["monitor"].append(time.perf_counter() - started)
+                started = time.perf_counter()
+                run_id = store(conn, run)
+                seconds["store"].append(time.perf_counter() - started)
+            started = time.perf_counter()
+            write_run_report(run, report_folder(settings, model.version), run_id)
+            seconds["report"].append(time.perf_counter() - started)
+    finally:
+        drop_database(settings)
+    return {
+        "reference_rows": len(reference),
+        "analysis_rows": len(analysis),
+        "chunks": len(run.result.chunks),
+        "stored_rows": len(run.result.metric_rows())
+        + len(run.result.drift_rows())
+        + len(run.result.quality_rows()),
+        "seconds": {stage: round(statistics.median(v), 3) for stage, v in seconds.items()},
+        "runs": {stage: [round(value, 3) for value in v] for stage, v in seconds.items()},
+    }
+
+
+def pipeline_table(figures: dict[str, Any]) -> str:
+    """The pipeline figures for people."""
+    lines = [
+        "",
+        f"database mode, public steps: {figures['reference_rows']:,} reference and "
+        f"{figures['analysis_rows']:,} analysis rows, {figures['chunks']} chunks, "
+        f"{figures['stored_rows']:,} figure rows stored",
+        f"{'step':<30}{'wall s':>9}",
+    ]
+    names = {
+        "load": "load_inputs",
+        "monitor": "monitor (pure)",
+        "store": "store (one transaction)",
+        "report": "write_run_report",
+    }
+    for stage, value in figures["seconds"].items():
+        lines.append(f"{names[stage]:<30}{value:>9.3f}")
+    return "\n".join(lines)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--reference-rows", type=int, default=100_000)
-    parser.add_argument("--analysis-rows", type=int, default=1_000_000)
-    parser.add_argument("--days", type=int, default=30)
-    parser.add_argument("--repeats", type=int, default=3)
+    from config.cli import parser as cli_parser
+
+    parser = cli_parser("bench/monitoring.py", __doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--reference-rows", type=int, default=100_000, help="reference rows")
+    parser.add_argument("--analysis-rows", type=int, default=1_000_000, help="analysis rows")
+    parser.add_argument("--days", type=int, default=30, help="days of predictions, one chunk each")
+    parser.add_argument("--repeats", type=int, default=3, help="timed runs; medians are reported")
+    parser.add_argument(
+        "--pipeline",
+        action="store_true",
+        help="also time load_inputs, monitor, store and write_run_report on a scratch database",
+    )
+    parser.add_argument(
+        "--pipeline-rows", type=int, default=100_000, help="analysis rows of --pipeline"
+    )
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     return parser
 
@@ -419,8 +575,14 @@ def main(argv: list[str] | None = None) -> int:
         load_before = os.getloadavg()
         reports, peak_mb = run_children(folder, args.repeats)
         load_after = os.getloadavg()
-    summary = summarise(reports, peak_mb, args, (load_before, load_after))
+        summary = summarise(reports, peak_mb, args, (load_before, load_after))
+        if args.pipeline:
+            summary["pipeline"] = pipeline(
+                args.pipeline_rows, args.days, args.repeats, folder / "output"
+            )
     print(table(summary))
+    if "pipeline" in summary:
+        print(pipeline_table(summary["pipeline"]))
     print(json.dumps(summary))
     return 0
 

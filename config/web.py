@@ -136,7 +136,14 @@ def register_error_handlers(app: Flask) -> None:
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException) -> tuple[Response, int]:
         code = (exc.name or "error").lower().replace(" ", "_")
-        return error_response(exc.code or 500, code, clip(exc.description or exc.name, 200))
+        response, status = error_response(
+            exc.code or 500, code, clip(exc.description or exc.name, 200)
+        )
+        # Keep the exception's own headers (Allow on a 405), not its HTML body's.
+        for name, value in exc.get_headers():
+            if name.lower() not in ("content-type", "content-length"):
+                response.headers[name] = value
+        return response, status
 
     @app.errorhandler(Exception)
     def _internal(exc: Exception) -> tuple[Response, int]:

@@ -6,6 +6,9 @@ one transaction: a reader sees all of a run or none of it, and a poller that die
 commit monitors the same predictions again instead of skipping them. Figures are upserted by
 (model version, chunk, metric) and (model version, chunk, feature, method); a run recomputes
 every chunk of its version, so rows its chunks no longer cover are pruned in the same commit.
+
+Every statement runs in `db.connection.transaction`, so callers see our `DatabaseError`
+hierarchy only, never the driver's errors.
 """
 
 from __future__ import annotations
@@ -13,21 +16,21 @@ from __future__ import annotations
 import io
 import json
 import math
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
-import mysql.connector.errors as mysql_errors
 import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.json as pa_json
 
 from db.connection import Connection, Cursor, transaction
-from db.errors import DatabaseError, DatabaseUnavailable, is_transient
 from db.models import ANALYSIS, REFERENCE
+
+if TYPE_CHECKING:
+    from monitoring.compute.result import MonitoringRun
 
 # Columns of the prediction frames; the model's features follow, one column each.
 PREDICTION_ID = "prediction_id"
@@ -44,6 +47,8 @@ PREDICTION_FRAME_COLUMNS: tuple[str, ...] = (
     DECISION,
     LABEL,
 )
+
+_F = TypeVar("_F", bound=Callable[..., Any])
 
 RunTrigger = Literal["api", "poller", "cli"]
 RunStatus = Literal["succeeded", "failed"]
@@ -248,26 +253,6 @@ class StoredRun:
         )
 
 
-@contextmanager
-def database_errors() -> Iterator[None]:
-    """Raise the driver's errors inside as :class:`DatabaseUnavailable` (the connection is
-    lost or refused: worth retrying) or :class:`DatabaseError` (a failed statement).
-
-    The new messages name the problem class only: a statement's text or values stay in the
-    chained exception, for the log.
-    """
-    try:
-        yield
-    except DatabaseError:
-        raise
-    except Exception as exc:
-        if is_transient(exc):
-            raise DatabaseUnavailable("the connection to the database was lost") from exc
-        if isinstance(exc, mysql_errors.Error):
-            raise DatabaseError(f"a database statement failed (error {exc.errno})") from exc
-        raise
-
-
 def max_prediction_id(conn: Connection) -> int:
     """The highest `model_predictions.id` (0 when there are none); grows with every write."""
     with transaction(conn) as cursor:
@@ -391,25 +376,35 @@ def _prediction_frame(
     return pd.concat([base, features.set_index(base.index)], axis=1)
 
 
-def store_run(
-    conn: Connection,
-    run: RunRecord,
-    metric_rows: Iterable[Mapping[str, Any]],
-    drift_rows: Iterable[Mapping[str, Any]],
-    consumer: str | None = None,
-) -> int:
+def store_run(conn: Connection, run: MonitoringRun, consumer: str | None = None) -> int:
     """Store a successful run in one transaction and return its run id.
 
-    Inserts the run row, upserts its figures (records shaped like
-    `MonitoringResult.metric_rows` and `drift_rows` / `quality_rows`), removes the version's
-    figures of chunks this run did not produce, and advances ``consumer``'s watermark to the
-    run's ``watermark_id`` when one is named.
+    Inserts the run row, upserts its figures (`MonitoringResult.metric_rows`, `drift_rows` and
+    `quality_rows`, whose keys are this table's column names), removes the version's figures of
+    chunks this run did not produce, and advances ``consumer``'s watermark to the run's
+    ``watermark_id`` when one is named.
     """
     version = run.model_version
+    result = run.result
+    record = RunRecord(
+        model_version=version,
+        trigger=run.trigger,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        watermark_id=run.watermark_id,
+        chunking=run.chunking,
+        reference_rows=result.reference_rows,
+        analysis_rows=result.analysis_rows,
+        labelled_rows=result.labelled_rows,
+        chunks=len(result.chunks),
+        alerts=result.alert_counts(),
+        warnings=len(result.warnings),
+    )
+    drift_rows = [*result.drift_rows(), *result.quality_rows()]
     with transaction(conn) as cursor:
-        run_id = _insert_run(cursor, run, SUCCEEDED, None)
+        run_id = _insert_run(cursor, record, SUCCEEDED, None)
         cursor.executemany(
-            _UPSERT_RESULT, [_result_params(version, row, run_id) for row in metric_rows]
+            _UPSERT_RESULT, [_result_params(version, row, run_id) for row in result.metric_rows()]
         )
         cursor.executemany(
             _UPSERT_DRIFT, [_drift_params(version, row, run_id) for row in drift_rows]
@@ -467,8 +462,8 @@ def _result_params(version: str, row: Mapping[str, Any], run_id: int) -> tuple[A
         row["metric"],
         row["chunk_key"],
         _finite(row["estimate"]),
-        _finite(row["lower"]),
-        _finite(row["upper"]),
+        _finite(row["lower_bound"]),
+        _finite(row["upper_bound"]),
         _finite(row["sampling_error"]),
         _finite(row["realized"]),
         _finite(row["lower_threshold"]),
@@ -477,7 +472,7 @@ def _result_params(version: str, row: Mapping[str, Any], run_id: int) -> tuple[A
         _optional_bool(row["realized_alert"]),
         _optional_bool(row["estimate_realized_alert"]),
         _finite(row["ece"]),
-        int(row["rows"]),
+        int(row["chunk_rows"]),
         int(row["labelled_rows"]),
         run_id,
     )

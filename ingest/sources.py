@@ -1,7 +1,9 @@
-"""Where seed history comes from: a CSV (optionally gzipped) on disk or in Google Cloud Storage.
+"""Where history comes from: a CSV (optionally gzipped) on disk or in Google Cloud Storage, and
+what a stream continues.
 
 :func:`validate_cdr_frame` is the one gate every file passes: it names each unknown or
-malformed column and loads nothing when one is found.
+malformed column and loads nothing when one is found. :func:`stream_base` picks what a new
+stream continues: the seeded generator, or profiles of the last weeks of loaded history.
 """
 
 from __future__ import annotations
@@ -12,11 +14,15 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from db.cdr import recent_cdr
+from db.connection import Connection
+from db.history import history_loads
 from db.schema import (
     CDR_COLUMNS,
     COUNT_COLUMNS,
@@ -25,6 +31,14 @@ from db.schema import (
     MSISDN_MAX_LENGTH,
     SUBSCRIBER_COLUMN,
     USAGE_COLUMNS,
+)
+from ingest.generator import GeneratorConfig
+from ingest.simulator import (
+    PROFILE_DAYS,
+    GeneratorBase,
+    StreamBase,
+    profile_base,
+    simulated_anchor,
 )
 
 log = logging.getLogger(__name__)
@@ -246,3 +260,28 @@ def download_gcs_object(uri: str, target: Path) -> Path:
         raise SourceFormatError(f"{uri}: download failed: {exc}") from exc
     log.info("downloaded %s (%d bytes)", uri, destination.stat().st_size)
     return destination
+
+
+def stream_base(conn: Connection, base_until: datetime, max_rows: int) -> StreamBase:
+    """What a stream whose history ends on ``base_until`` continues.
+
+    The generator, when the latest seeding load was generated and the history ends at or
+    after its last day (later days were streamed from it); otherwise profiles of the last
+    :data:`~ingest.simulator.PROFILE_DAYS` days of the table (at most ``max_rows`` rows).
+
+    Raises:
+        EmptyBaseError: there is no history to continue.
+        DatabaseError: the database cannot be read.
+    """
+    first_day = simulated_anchor(base_until).date()
+    loads = history_loads(conn)
+    if loads and loads[-1].kind == "generator":
+        fields = GeneratorConfig.model_fields
+        config = GeneratorConfig.model_validate(
+            {key: value for key, value in loads[-1].params.items() if key in fields}
+        )
+        offset = (first_day - config.start_date).days
+        if offset >= config.days:
+            return GeneratorBase(config, offset)
+    recent = recent_cdr(conn, base_until - timedelta(days=PROFILE_DAYS), base_until, max_rows)
+    return profile_base(recent, first_day)

@@ -24,16 +24,16 @@ import time
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any, Literal
 
-import pandas as pd
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from config.settings import Settings
-from db.cdr import cdr_bounds, frame_to_rows, recent_cdr
+from db.cdr import frame_to_rows
 from db.connection import Connection, connect
 from db.errors import DatabaseError, is_transient
+from db.history import latest_simulated_date
 from db.ingest_log import (
     LeaseHeld,
     LeaseLost,
@@ -49,7 +49,8 @@ from db.ingest_log import (
     write_batch,
 )
 from ingest.scenario import Scenario
-from ingest.simulator import BatchClock, ClockMode, build_batch, simulated_anchor
+from ingest.simulator import BatchClock, ClockMode, StreamBase, build_batch, simulated_anchor
+from ingest.sources import stream_base
 
 log = logging.getLogger(__name__)
 
@@ -141,7 +142,7 @@ class StreamRunner:
     def __init__(
         self,
         spec: StreamSpec,
-        base: pd.DataFrame,
+        base: StreamBase,
         clock: BatchClock,
         settings: Settings,
         metrics: StreamMetrics,
@@ -490,7 +491,7 @@ class StreamManager:
             )
 
     def _prepare(self, conn: Connection, spec: StreamSpec) -> StreamRunner:
-        _, latest, _ = cdr_bounds(conn)
+        latest = latest_simulated_date(conn)
         if latest is None:
             raise StreamConflict("DP_CDR_Data is empty: seed it first (python -m ingest seed)")
         try:
@@ -548,12 +549,7 @@ class StreamManager:
         if stored.state != "running":
             set_source_state(conn, spec.stream_id, "running", spec.num_batches)
         base_until = datetime.fromisoformat(original.get("base_until", latest.isoformat()))
-        base = recent_cdr(
-            conn,
-            base_until - timedelta(days=self.settings.stream_base_days),
-            base_until,
-            self.settings.stream_base_max_rows,
-        )
+        base = stream_base(conn, base_until, self.settings.stream_base_max_rows)
         anchor = stored.anchor_date or latest
         return StreamRunner(
             spec,

@@ -10,15 +10,16 @@ named by ``--reference`` and ``--analysis`` (labels that arrived later may come 
 It prints the result as JSON on standard output and, with ``--output DIR``, writes the report
 (CSV and plots) there. Without ``--reference``, ``run`` monitors a model version's stored
 predictions (the current one by default), stores the figures in the database and writes the
-report under ``OUTPUT_DIR/monitoring/<version>/``, as ``GET /run-monitoring`` does.
+report under ``OUTPUT_DIR/monitoring/<DB_NAME>/<version>/``, as ``GET /run-monitoring`` does.
 
 ``serve`` starts the monitoring service (``GET /run-monitoring``, the dashboard at ``/``,
 ``/metrics``, ``/health``); ``poll`` watches ``model_predictions`` and runs once per new data.
 
-Exit status: 0 done; 1 the report could not be written, or the database is unavailable;
-2 bad input (a missing file, a bad mapping, missing columns, a single-class reference, too
-few rows, an unknown chunk period or model version), said in one ``error:`` line on
-standard error.
+Exit status (the project's convention, `config.cli`): 0 done; 1 nothing to do or data that
+does not allow it (no model, a single-class reference, too few rows, a run in progress), the
+report could not be written, the port is taken, or the database is unavailable or missing;
+2 a usage or configuration mistake (a bad flag or setting, a missing file, a bad mapping,
+missing columns). Errors are one ``error:`` line on standard error.
 """
 
 from __future__ import annotations
@@ -32,13 +33,21 @@ from typing import NoReturn
 
 from pydantic import ValidationError
 
-from config.cli import positive_int
-from config.settings import ConfigError, Settings, load_settings
-from db.errors import DatabaseError
-from monitoring.errors import InputError, MonitoringError
-from monitoring.files import join_targets, load_mapping, read_frame
-from monitoring.result import MonitoringResult
-from monitoring.spec import (
+from config.cli import (
+    EXIT_FAILED,
+    EXIT_OK,
+    EXIT_USAGE,
+    HelpFormatter,
+    UsageError,
+    configure_logging,
+    fail,
+    positive_int,
+    run,
+)
+from config.settings import load_settings
+from config.web import validation_error
+from monitoring.compute.result import MonitoringResult
+from monitoring.compute.spec import (
     CATEGORICAL_METHODS,
     CHUNK_PERIODS,
     CONTINUOUS_METHODS,
@@ -47,19 +56,22 @@ from monitoring.spec import (
     MIN_CHUNK_ROWS,
     Chunking,
     ColumnMapping,
-    validation_message,
 )
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+from monitoring.errors import InputError, MonitoringError
+from monitoring.pipeline.files import join_targets, load_mapping, read_frame
 
 log = logging.getLogger(__name__)
 
 
 class _Parser(argparse.ArgumentParser):
-    """Reports usage errors as one ``error:`` line and exit status 2, like every other error."""
+    """The project's help format; usage errors as one ``error:`` line and exit status 2."""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        kwargs.setdefault("formatter_class", HelpFormatter)
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
 
     def error(self, message: str) -> NoReturn:
-        self.exit(2, f"error: {message}\n")
+        self.exit(EXIT_USAGE, f"error: {message}\n")
 
 
 def _parser() -> _Parser:
@@ -68,52 +80,60 @@ def _parser() -> _Parser:
         description="Label-free monitoring of a churn model's predictions: CBPE performance "
         "estimates, realized performance, drift and data quality per chunk.",
     )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail")
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    run = commands.add_parser(
+    run_cmd = commands.add_parser(
         "run",
         help="monitor predictions from files (--reference ...) or from the database",
         description="Monitor a model version's predictions and print the result as JSON. "
         "File mode reads --reference, --analysis and --mapping; without --reference the "
         "predictions come from the database.",
     )
-    files = run.add_argument_group("file mode")
+    files = run_cmd.add_argument_group("file mode")
     files.add_argument("--reference", type=Path, help="reference predictions with labels")
     files.add_argument("--analysis", type=Path, help="predictions to monitor (.csv/.parquet)")
     files.add_argument("--targets", type=Path, help="labels of analysis predictions, by id")
     files.add_argument("--mapping", type=Path, help="JSON file naming the columns' roles")
-    database = run.add_argument_group("database mode")
-    database.add_argument("--model-version", help="model version to monitor (default: latest)")
-    chunks = run.add_mutually_exclusive_group()
+    database = run_cmd.add_argument_group("database mode")
+    database.add_argument(
+        "--model-version", help="model version to monitor (default: the current model)"
+    )
+    chunks = run_cmd.add_mutually_exclusive_group()
     chunks.add_argument(
         "--chunk-period",
         metavar="|".join(CHUNK_PERIODS),
-        help="chunk by day, week or month (default: D)",
+        help="chunk by day, week or month (default: D in file mode, MONITORING_CHUNK_PERIOD "
+        "in database mode)",
     )
-    chunks.add_argument("--chunk-size", type=positive_int, help="chunk by this many rows")
-    run.add_argument("--output", type=Path, help="also write the report (CSV, plots) here")
-    run.add_argument(
+    chunks.add_argument(
+        "--chunk-size",
+        type=positive_int,
+        help="chunk by this many rows (default: by period; MONITORING_CHUNK_SIZE in database mode)",
+    )
+    run_cmd.add_argument("--output", type=Path, help="also write the report (CSV, plots) here")
+    run_cmd.add_argument(
         "--min-chunk-rows",
         type=positive_int,
-        help=f"warn about smaller chunks (default: {MIN_CHUNK_ROWS}; database mode: "
-        "MONITORING_MIN_CHUNK_ROWS)",
+        help=f"warn about smaller chunks (default: {MIN_CHUNK_ROWS} in file mode, "
+        "MONITORING_MIN_CHUNK_ROWS in database mode)",
     )
-    run.add_argument(
+    run_cmd.add_argument(
         "--continuous-method",
         choices=CONTINUOUS_METHODS,
         default=DEFAULT_CONTINUOUS_METHOD,
-        help="univariate drift method of continuous features (default: %(default)s)",
+        help="univariate drift method of continuous features",
     )
-    run.add_argument(
+    run_cmd.add_argument(
         "--categorical-method",
         choices=CATEGORICAL_METHODS,
         default=DEFAULT_CATEGORICAL_METHOD,
-        help="univariate drift method of categorical features (default: %(default)s)",
+        help="univariate drift method of categorical features",
     )
-    run.set_defaults(handler=_run)
+    run_cmd.set_defaults(handler=_run)
 
     serve = commands.add_parser("serve", help="serve the monitoring API and dashboard")
     serve.add_argument("--host", help="address to listen on (default: MONITORING_HOST)")
-    serve.add_argument("--port", type=positive_int, help="port (default: MONITORING_PORT, 5001)")
+    serve.add_argument("--port", type=positive_int, help="port (default: MONITORING_PORT)")
     serve.add_argument("--threads", type=positive_int, default=4, help="request threads")
     serve.set_defaults(handler=_serve)
 
@@ -130,12 +150,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = _parser().parse_args(argv)
     except SystemExit as exc:  # a usage error (already reported) or --help
-        return exc.code if isinstance(exc.code, int) else 2
-    level = logging.WARNING if args.command == "run" else logging.INFO
-    logging.basicConfig(level=level, format=LOG_FORMAT)
+        return exc.code if isinstance(exc.code, int) else EXIT_USAGE
+    configure_logging(args.verbose)
+    if args.command == "run" and not args.verbose:
+        # Standard output is the JSON result; standard error only says what went wrong.
+        logging.getLogger().setLevel(logging.WARNING)
     # NannyML logs every threshold it clips to a metric's range; only its errors matter here.
     logging.getLogger("nannyml").setLevel(logging.ERROR)
-    status: int = args.handler(args)
+    status: int = run(lambda: args.handler(args))
     return status
 
 
@@ -145,90 +167,70 @@ def _run(args: argparse.Namespace) -> int:
     return _run_from_files(args)
 
 
-def _fail(message: str, status: int = 2) -> int:
-    print(f"error: {message}", file=sys.stderr)
-    return status
-
-
-def _settings() -> Settings | None:
-    try:
-        return load_settings()
-    except ConfigError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return None
-
-
 def _run_from_database(args: argparse.Namespace) -> int:
     if args.analysis or args.mapping or args.targets or args.output:
-        return _fail("--analysis, --mapping, --targets and --output need --reference")
-    settings = _settings()
-    if settings is None:
-        return 2
+        raise UsageError("--analysis, --mapping, --targets and --output need --reference")
+    settings = load_settings()
     overrides: dict[str, object] = {}
     if args.chunk_size is not None:
         overrides.update(monitoring_chunk_size=args.chunk_size)
     if args.chunk_period is not None:
         if args.chunk_period not in CHUNK_PERIODS:
-            return _fail(f"--chunk-period must be one of {', '.join(CHUNK_PERIODS)}")
+            raise UsageError(f"--chunk-period must be one of {', '.join(CHUNK_PERIODS)}")
         overrides.update(monitoring_chunk_period=args.chunk_period, monitoring_chunk_size=None)
     if args.min_chunk_rows is not None:
         overrides.update(monitoring_min_chunk_rows=args.min_chunk_rows)
-    from monitoring.runner import run_for_model
+    settings = settings.model_copy(update=overrides)
+    from monitoring.pipeline.runner import run_for_model
 
     try:
-        _, report = run_for_model(
-            settings.model_copy(update=overrides), args.model_version, trigger="cli"
-        )
+        completed = run_for_model(settings, args.model_version, trigger="cli")
+    except InputError as exc:
+        return fail(str(exc), EXIT_USAGE)
     except MonitoringError as exc:
-        return _fail(str(exc))
-    except DatabaseError as exc:
-        return _fail(str(exc), status=1)
-    print(json.dumps(report, allow_nan=False, indent=2))
-    return 0
+        return fail(str(exc), EXIT_FAILED)
+    print(json.dumps(completed.to_json(settings.output_dir), allow_nan=False, indent=2))
+    return EXIT_OK
 
 
 def _serve(args: argparse.Namespace) -> int:
-    settings = _settings()
-    if settings is None:
-        return 2
-    from monitoring.service import serve
+    from config.web import PortInUse
+    from monitoring.web.app import serve
 
     try:
-        serve(settings, args.host, args.port, args.threads)
-    except DatabaseError as exc:
-        return _fail(str(exc), status=1)
-    return 0
+        serve(load_settings(), args.host, args.port, args.threads)
+    except PortInUse as exc:
+        return fail(str(exc), EXIT_FAILED)
+    return EXIT_OK
 
 
 def _poll(args: argparse.Namespace) -> int:
     if args.interval is not None and args.interval <= 0:
-        return _fail("--interval must be positive")
-    settings = _settings()
-    if settings is None:
-        return 2
-    from monitoring.poller import poll_forever
+        raise UsageError("--interval must be positive")
+    settings = load_settings()
+    from monitoring.pipeline.poller import poll_forever
 
     poll_forever(settings, interval=args.interval)
-    return 0
+    return EXIT_OK
 
 
 def _run_from_files(args: argparse.Namespace) -> int:
     try:
         result = _monitor_files(args)
+    except InputError as exc:
+        return fail(str(exc), EXIT_USAGE)
     except MonitoringError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(str(exc), EXIT_FAILED)
     if args.output is not None:
         from monitoring.report import write_report  # plotly: only when a report is asked for
 
         try:
             written = write_report(result, args.output)
         except OSError as exc:
-            print(f"error: cannot write the report to {args.output}: {exc}", file=sys.stderr)
-            return 1
+            return fail(f"cannot write the report to {args.output}: {exc}", EXIT_FAILED)
         log.info("wrote %d report files to %s", len(written), args.output)
     print(json.dumps(result.to_json(), allow_nan=False, indent=2))
-    return 0
+    return EXIT_OK
 
 
 def _monitor_files(args: argparse.Namespace) -> MonitoringResult:
@@ -245,7 +247,7 @@ def _monitor_files(args: argparse.Namespace) -> MonitoringResult:
         analysis = join_targets(analysis, targets, mapping)
     # Imported here, not at the top: NannyML takes seconds to import, and `--help` or a bad
     # mapping should not wait for it.
-    from monitoring.core import run_monitoring
+    from monitoring.compute.core import run_monitoring
 
     return run_monitoring(
         reference,
@@ -266,7 +268,7 @@ def _chunking(args: argparse.Namespace) -> Chunking:
             return Chunking(period=args.chunk_period)
         return Chunking()
     except ValidationError as exc:
-        raise InputError(f"invalid chunking: {validation_message(exc)}") from exc
+        raise InputError(f"invalid chunking: {validation_error(exc).message}") from exc
 
 
 def _reference_columns(mapping: ColumnMapping) -> list[str]:

@@ -126,7 +126,8 @@ def describe_monitoring(report: dict[str, Any]) -> str:
         known = [c for c in chunks if c["realized"] is not None and c["estimate"] is not None]
         gap = sum(abs(c["estimate"] - c["realized"]) for c in known) / max(1, len(known))
         latest = series["latest"]
-        bounds = f"{latest['estimate']:.3f} [{latest['lower']:.3f}, {latest['upper']:.3f}]"
+        low, high = latest["lower_bound"], latest["upper_bound"]
+        bounds = f"{latest['estimate']:.3f} [{low:.3f}, {high:.3f}]"
         alerts = sum(bool(c["alert"]) or bool(c["estimate_realized_alert"]) for c in chunks)
         lines.append(
             f"{name:<9} {len(chunks):>6} {len(known):>8} {gap:>15.3f} {bounds:>26} {alerts:>6}"

@@ -16,6 +16,7 @@ import pytest
 
 from config.settings import Settings
 from db.connection import Connection, connection, transaction
+from db.errors import DatabaseError
 from db.monitoring import (
     LABEL,
     PREDICTION_FRAME_COLUMNS,
@@ -36,6 +37,14 @@ from db.monitoring import (
     stored_drift,
     stored_results,
 )
+from monitoring.compute.result import (
+    ChunkSummary,
+    MetricSeries,
+    MonitoringResult,
+    MonitoringRun,
+    StatisticSeries,
+)
+from monitoring.compute.spec import Chunking
 
 VERSION = "m1"
 DAY = date(2024, 3, 1)
@@ -208,75 +217,93 @@ def test_expand_features_keeps_values_that_are_not_numbers_for_the_core_to_repor
 # --- storing runs ----------------------------------------------------------------------------
 
 
-def _metric_row(start: datetime, metric: str, estimate: float) -> dict[str, Any]:
-    return {
-        "metric": metric,
-        "chunk_key": f"{start:%Y-%m-%d}",
-        "chunk_start": start,
-        "chunk_end": start + timedelta(days=1),
-        "estimate": estimate,
-        "lower": estimate - 0.05,
-        "upper": estimate + 0.05,
-        "sampling_error": 0.0167,
-        "realized": float("nan"),
-        "lower_threshold": 0.7,
-        "upper_threshold": None,
-        "alert": estimate < 0.7,
-        "realized_alert": None,
-        "estimate_realized_alert": None,
-        "ece": 0.02,
-        "rows": 500,
-        "labelled_rows": 0,
-    }
+def _result(starts: list[datetime], estimate: float, feature: str = "calls") -> MonitoringResult:
+    """Daily chunks from ``starts``: two metrics at ``estimate``, the drift of ``feature`` and
+    of all features: 2 metric rows and 2 drift rows per chunk."""
+    count = len(starts)
+    chunks = tuple(
+        ChunkSummary(
+            key=f"{start:%Y-%m-%d}",
+            start=pd.Timestamp(start),
+            end=pd.Timestamp(start + timedelta(days=1)),
+            chunk_rows=500,
+            labelled_rows=0,
+            ece=0.02,
+        )
+        for start in starts
+    )
+    metrics = tuple(
+        MetricSeries(
+            name=name,
+            lower_threshold=0.7,
+            upper_threshold=None,
+            estimate=(estimate,) * count,
+            sampling_error=(0.0167,) * count,
+            lower_bound=(estimate - 0.05,) * count,
+            upper_bound=(estimate + 0.05,) * count,
+            realized=(math.nan,) * count,
+            alert=(estimate < 0.7,) * count,
+            realized_alert=(None,) * count,
+            estimate_realized_alert=(None,) * count,
+        )
+        for name in ("roc_auc", "f1")
+    )
+
+    def statistic(kind: str, subject: str, method: str) -> StatisticSeries:
+        return StatisticSeries(
+            kind=kind,
+            subject=subject,
+            method=method,
+            values=(0.05,) * count,
+            lower_threshold=None,
+            upper_threshold=0.1,
+            alert=(False,) * count,
+        )
+
+    return MonitoringResult(
+        chunking=Chunking(period="D"),
+        reference_rows=1000,
+        reference_chunks=6,
+        chunks=chunks,
+        metrics=metrics,
+        univariate=(statistic("continuous", feature, "jensen_shannon"),),
+        multivariate=statistic("multivariate", "all features", "pca_reconstruction_error"),
+        missing_values=(),
+        unseen_values=(),
+        warnings=(),
+    )
 
 
-def _drift_row(start: datetime, feature: str, value: float) -> dict[str, Any]:
-    return {
-        "kind": "continuous",
-        "feature": feature,
-        "method": "jensen_shannon",
-        "chunk_key": f"{start:%Y-%m-%d}",
-        "chunk_start": start,
-        "chunk_end": start + timedelta(days=1),
-        "value": value,
-        "sampling_error": None,
-        "lower_threshold": None,
-        "upper_threshold": 0.1,
-        "alert": value > 0.1,
-    }
+def _run(
+    starts: list[datetime], estimate: float = 0.8, watermark: int = 10, **changes: Any
+) -> MonitoringRun:
+    return MonitoringRun(
+        model_version=VERSION,
+        trigger="cli",
+        started_at=NOW,
+        finished_at=NOW + timedelta(seconds=3),
+        watermark_id=watermark,
+        result=_result(starts, estimate, **changes),
+    )
 
 
-def _run(watermark: int = 10, **changes: Any) -> RunRecord:
+def _failed(watermark: int = 10) -> RunRecord:
     return RunRecord(
         model_version=VERSION,
         trigger="cli",
         started_at=NOW,
         finished_at=NOW + timedelta(seconds=3),
         watermark_id=watermark,
-        chunking="period=D",
-        reference_rows=1000,
-        analysis_rows=1000,
-        labelled_rows=0,
-        chunks=2,
-        alerts={"estimated_performance": 1, "total": 1},
-        warnings=0,
-        **changes,
     )
 
 
-def _figures(starts: list[datetime], estimate: float) -> tuple[list[Any], list[Any]]:
-    metrics = [_metric_row(s, m, estimate) for s in starts for m in ("roc_auc", "f1")]
-    drift = [_drift_row(s, f, 0.05) for s in starts for f in ("calls", "minutes")]
-    return metrics, drift
+TWO_DAYS = [datetime(2024, 3, 1), datetime(2024, 3, 2)]
 
 
 def test_storing_the_same_figures_again_changes_no_row_count(conn: Connection) -> None:
-    starts = [datetime(2024, 3, 1), datetime(2024, 3, 2)]
-    metrics, drift = _figures(starts, 0.8)
-
-    first = store_run(conn, _run(), metrics, drift)
+    first = store_run(conn, _run(TWO_DAYS, 0.8))
     counts = (_count(conn, "monitoring_results"), _count(conn, "monitoring_drift"))
-    second = store_run(conn, _run(), *_figures(starts, 0.65))
+    second = store_run(conn, _run(TWO_DAYS, 0.65))
 
     assert second > first
     assert counts == (4, 4)
@@ -291,10 +318,36 @@ def test_storing_the_same_figures_again_changes_no_row_count(conn: Connection) -
     assert math.isnan(results["upper_threshold"][0])
 
 
-def test_a_run_replaces_the_figures_of_chunks_it_no_longer_has(conn: Connection) -> None:
-    store_run(conn, _run(), *_figures([datetime(2024, 3, 1), datetime(2024, 3, 2)], 0.8))
+def test_storing_the_same_run_again_stores_the_same_contents(conn: Connection) -> None:
+    store_run(conn, _run(TWO_DAYS))
+    results, drift = stored_results(conn, VERSION), stored_drift(conn, VERSION)
 
-    store_run(conn, _run(), *_figures([datetime(2024, 3, 2), datetime(2024, 3, 3)], 0.8))
+    again = store_run(conn, _run(TWO_DAYS))
+
+    results_again, drift_again = stored_results(conn, VERSION), stored_drift(conn, VERSION)
+    assert set(results_again["run_id"]) == set(drift_again["run_id"]) == {again}
+    pd.testing.assert_frame_equal(
+        results_again.drop(columns="run_id"), results.drop(columns="run_id")
+    )
+    pd.testing.assert_frame_equal(drift_again.drop(columns="run_id"), drift.drop(columns="run_id"))
+
+
+def test_stored_rows_keep_the_result_s_field_names(conn: Connection) -> None:
+    run = _run(TWO_DAYS)
+
+    store_run(conn, run)
+
+    stored = stored_results(conn, VERSION)
+    rows = run.result.metric_rows()
+    assert set(rows[0]) - {"metric"} <= set(stored.columns)
+    assert stored["lower_bound"].tolist() == sorted(row["lower_bound"] for row in rows)
+    assert stored["chunk_rows"].tolist() == [500] * 4
+
+
+def test_a_run_replaces_the_figures_of_chunks_it_no_longer_has(conn: Connection) -> None:
+    store_run(conn, _run(TWO_DAYS))
+
+    store_run(conn, _run([datetime(2024, 3, 2), datetime(2024, 3, 3)]))
 
     results = stored_results(conn, VERSION)
     drift = stored_drift(conn, VERSION)
@@ -303,17 +356,18 @@ def test_a_run_replaces_the_figures_of_chunks_it_no_longer_has(conn: Connection)
 
 
 def test_figures_of_other_versions_are_left_alone(conn: Connection) -> None:
-    store_run(conn, _run(), *_figures([datetime(2024, 3, 1)], 0.8))
-    other = replace(_run(), model_version="m2")
+    store_run(conn, _run([datetime(2024, 3, 1)]))
+    other = replace(_run([datetime(2024, 3, 5)]), model_version="m2")
 
-    store_run(conn, other, *_figures([datetime(2024, 3, 5)], 0.8))
+    store_run(conn, other)
 
     assert len(stored_results(conn, VERSION)) == 2
     assert len(stored_results(conn, "m2")) == 2
 
 
 def test_the_run_row_records_what_the_run_saw(conn: Connection) -> None:
-    run_id = store_run(conn, _run(watermark=42), *_figures([datetime(2024, 3, 1)], 0.8))
+    stored = _run([datetime(2024, 3, 1)], watermark=42)
+    run_id = store_run(conn, stored)
 
     run = latest_run(conn, VERSION)
 
@@ -321,15 +375,17 @@ def test_the_run_row_records_what_the_run_saw(conn: Connection) -> None:
     assert run.run_id == run_id
     assert run.status == "succeeded"
     assert run.watermark_id == 42
-    assert run.alerts == {"estimated_performance": 1, "total": 1}
+    assert run.alerts == stored.result.alert_counts()
+    assert run.chunking == "period=D"
+    assert (run.reference_rows, run.analysis_rows, run.labelled_rows) == (1000, 500, 0)
     assert run.started_at == NOW
     assert run.error_message is None
 
 
 def test_a_failed_run_is_recorded_and_leaves_the_figures(conn: Connection) -> None:
-    ok = store_run(conn, _run(), *_figures([datetime(2024, 3, 1)], 0.8))
+    ok = store_run(conn, _run([datetime(2024, 3, 1)]))
 
-    failed = record_failed_run(conn, _run(), "x" * 2000, consumer="poller")
+    failed = record_failed_run(conn, _failed(), "x" * 2000, consumer="poller")
 
     assert failed > ok
     last = latest_run(conn, VERSION)
@@ -344,11 +400,9 @@ def test_a_failed_run_is_recorded_and_leaves_the_figures(conn: Connection) -> No
 def test_the_watermark_advances_with_the_stored_run_only_when_asked(conn: Connection) -> None:
     assert get_watermark(conn, "poller") == 0
 
-    store_run(conn, _run(watermark=5), *_figures([datetime(2024, 3, 1)], 0.8))
+    store_run(conn, _run([datetime(2024, 3, 1)], watermark=5))
     assert get_watermark(conn, "poller") == 0
-    run_id = store_run(
-        conn, _run(watermark=7), *_figures([datetime(2024, 3, 1)], 0.8), consumer="poller"
-    )
+    run_id = store_run(conn, _run([datetime(2024, 3, 1)], watermark=7), consumer="poller")
 
     assert get_watermark(conn, "poller") == 7
     with transaction(conn) as cursor:
@@ -363,11 +417,11 @@ def test_the_watermark_never_moves_back(conn: Connection) -> None:
 
 
 def test_a_failing_store_leaves_nothing_behind(conn: Connection) -> None:
-    metrics, drift = _figures([datetime(2024, 3, 1)], 0.8)
-    drift.append({**drift[0], "feature": None})  # NOT NULL: the insert fails mid-transaction
+    # NOT NULL feature: the drift insert fails after the run row and the metrics.
+    broken = _run([datetime(2024, 3, 1)], feature=None)
 
-    with pytest.raises(Exception, match="feature"):
-        store_run(conn, _run(), metrics, drift, consumer="poller")
+    with pytest.raises(DatabaseError):
+        store_run(conn, broken, consumer="poller")
 
     assert _count(conn, "monitoring_runs") == 0
     assert _count(conn, "monitoring_results") == 0

@@ -1,9 +1,8 @@
-"""Tests for the stream's batch builder: a pure function of a small hand-made subscriber base."""
+"""Tests for the stream's batches: the seeded population carried forward, cut into batches."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 
 import numpy as np
 import pandas as pd
@@ -13,68 +12,63 @@ from db.schema import (
     AMOUNT_COLUMNS,
     CDR_COLUMNS,
     COUNT_COLUMNS,
-    DATA_COLUMNS,
     DATE_COLUMN,
     LABEL_COLUMN,
-    SMS_COLUMNS,
     SUBSCRIBER_COLUMN,
     USAGE_COLUMNS,
-    VOICE_COLUMNS,
 )
-from ingest.scenario import ChurnRateChange, ConceptDrift, CovariateDrift, Scenario
+from ingest.generator import GeneratorConfig, Population, generate_cdr
+from ingest.scenario import BrokenFeed, ChurnRateChange, ConceptDrift, CovariateDrift, Scenario
 from ingest.simulator import (
-    NOISE_SIGMA,
     REALTIME_JITTER_S,
     BatchClock,
     EmptyBaseError,
+    GeneratorBase,
+    StreamDays,
     build_batch,
+    profile_base,
     simulated_anchor,
+    stream_days,
 )
 
-NOW = datetime(2024, 3, 5, 14, 30, 0)
-REALTIME = BatchClock("realtime", datetime(2024, 3, 1))
-SIMULATED = BatchClock("simulated", datetime(2024, 1, 11))
-USAGE_OF = dict(zip(USAGE_COLUMNS, range(len(USAGE_COLUMNS)), strict=True))
-
-
-def _base(rows: Sequence[tuple[str, Sequence[float | None], int | None]]) -> pd.DataFrame:
-    """A base frame as `recent_cdr` returns it: (MSISDN, usage in `USAGE_COLUMNS` order, label)."""
-    stamp = datetime(2024, 1, 10, 8, 0)
-    records = [(stamp, msisdn, *usage, label) for msisdn, usage, label in rows]
-    return pd.DataFrame(records, columns=list(CDR_COLUMNS))
-
-
-# usage: MOC count, MOC minutes, MTC count, MTC minutes, MO SMS, MT SMS, data sessions, data MB
-BASE = _base(
-    [
-        ("27710000001", (4, 9.5, 3, 6.25, 2, 5, 7, 120.0), 0),
-        ("27710000002", (0, 0.0, 1, 2.0, 0, 0, 3, 35.5), 1),
-        ("27710000003", (12, 30.0, 9, 21.5, 6, 8, 15, 640.0), 0),
-        ("27710000004", (1, 1.5, 0, 0.0, 1, 1, 1, 4.0), 1),
-        ("27710000005", (7, 14.0, 5, 11.0, 3, 2, 9, 210.0), None),
-    ]
-)
-WITH_NULLS = _base(
-    [
-        ("27710000001", (4, 9.5, 3, 6.25, 2, 5, 7, 120.0), 0),
-        ("27710000009", (None, None, 2, 3.0, 1, 1, 4, None), 1),
-        ("27710000003", (12, 30.0, 9, 21.5, 6, 8, 15, 640.0), None),
-    ]
-)
+CONFIG = GeneratorConfig(subscribers=300, days=28, seed=3)
+BASE = GeneratorBase(CONFIG, CONFIG.days)
+FIRST_DAY = datetime(2024, 1, 29)
+NOW = datetime(2026, 3, 5, 14, 30, 0)
+REALTIME = BatchClock("realtime", FIRST_DAY)
+SIMULATED = BatchClock("simulated", FIRST_DAY)
+SEED = 11
 
 
 def _batch(
-    base: pd.DataFrame = BASE,
     batch_index: int = 0,
-    size: int = 50,
-    seed: int = 42,
-    clock: BatchClock = REALTIME,
+    size: int = 500,
+    seed: int = SEED,
+    clock: BatchClock = SIMULATED,
     scenario: Scenario | None = None,
+    base: GeneratorBase | pd.DataFrame = BASE,
 ) -> pd.DataFrame:
     return build_batch(base, batch_index, size, seed, clock, NOW, scenario)
 
 
-@pytest.mark.parametrize("size", [1, 3, 5, 200])
+def _stream(
+    days: int, size: int = 500, scenario: Scenario | None = None, seed: int = SEED
+) -> pd.DataFrame:
+    """The first ``days`` streamed days, whole, with their day index and event count."""
+    frames, index = [], 0
+    while True:
+        batch = _batch(index, size, seed, scenario=scenario)
+        frames.append(batch)
+        index += 1
+        if batch[DATE_COLUMN].max() >= FIRST_DAY + timedelta(days=days):
+            break
+    stream = pd.concat(frames, ignore_index=True)
+    day = (stream[DATE_COLUMN] - FIRST_DAY).dt.days
+    stream = stream.assign(day=day, events=stream[list(COUNT_COLUMNS)].sum(axis=1))
+    return stream[stream["day"] < days].reset_index(drop=True)
+
+
+@pytest.mark.parametrize("size", [1, 37, 500, 2000])
 def test_batch_has_the_requested_rows_in_table_column_order(size: int) -> None:
     batch = _batch(size=size)
 
@@ -83,19 +77,88 @@ def test_batch_has_the_requested_rows_in_table_column_order(size: int) -> None:
     assert batch.index.tolist() == list(range(size))
 
 
-def test_a_batch_is_rebuilt_exactly_from_its_seed_and_index() -> None:
-    pd.testing.assert_frame_equal(_batch(batch_index=3), _batch(batch_index=3))
+def test_a_batch_is_rebuilt_exactly_from_its_seed_and_index_also_without_the_cache() -> None:
+    first = _batch(batch_index=7)
+    stream_days.cache_clear()
+
+    pd.testing.assert_frame_equal(_batch(batch_index=7), first)
+    pd.testing.assert_frame_equal(_batch(batch_index=7), first)
 
 
-@pytest.mark.parametrize(
-    ("seed", "batch_index"), [(42, 4), (43, 3)], ids=["other-batch", "other-seed"]
-)
+@pytest.mark.parametrize(("seed", "batch_index"), [(SEED + 1, 0), (SEED, 1)])
 def test_another_batch_index_or_seed_draws_another_batch(seed: int, batch_index: int) -> None:
-    first = _batch(seed=42, batch_index=3, size=200)
-    other = _batch(seed=seed, batch_index=batch_index, size=200)
+    first, other = _batch(), _batch(batch_index, seed=seed)
 
     assert not first[list(USAGE_COLUMNS)].equals(other[list(USAGE_COLUMNS)])
     assert not first[DATE_COLUMN].equals(other[DATE_COLUMN])
+
+
+def test_batches_cut_the_concatenated_days_whatever_their_size() -> None:
+    small = pd.concat([_batch(i, 130) for i in range(30)], ignore_index=True)
+    large = pd.concat([_batch(i, 1300) for i in range(3)], ignore_index=True)
+
+    pd.testing.assert_frame_equal(small, large)
+    # Each day is whole, in time order, before the next begins.
+    assert small[DATE_COLUMN].is_monotonic_increasing
+    days = StreamDays(BASE, SEED, Scenario())
+    per_day = small.groupby(small[DATE_COLUMN].dt.normalize()).size()
+    full_days = per_day.iloc[:-1]  # the last one is cut by the batch end
+    assert full_days.tolist() == [days.day_size(k) for k in range(len(full_days))]
+
+
+def test_a_day_has_one_row_per_active_subscriber_like_a_history_day() -> None:
+    history = generate_cdr(CONFIG)
+    stream = _stream(14)
+
+    history_rows = history.groupby(DATE_COLUMN).size()
+    stream_rows = stream.groupby("day").size()
+    assert stream.groupby("day")[SUBSCRIBER_COLUMN].nunique().equals(stream_rows)
+    assert abs(stream_rows.mean() / history_rows.mean() - 1) < 0.05
+    for column in ("events", "DP_DATA_VOLUME"):
+        history_mean = history[list(COUNT_COLUMNS)].sum(axis=1).mean()
+        if column != "events":
+            history_mean = history[column].mean()
+        assert abs(stream[column].mean() / history_mean - 1) < 0.1, column
+
+
+def test_the_stream_carries_the_same_subscribers_forward() -> None:
+    history = generate_cdr(CONFIG)
+    stream = _stream(28)
+    population = Population.for_generator(CONFIG)
+    subscribers, fate = population.subscribers(CONFIG.days + 28)
+    churn_day = pd.Series(fate.churn_day, index=subscribers.msisdn)
+    join_day = pd.Series(fate.join_day, index=subscribers.msisdn)
+
+    last_day = set(
+        history.loc[history[DATE_COLUMN] == history[DATE_COLUMN].max(), SUBSCRIBER_COLUMN]
+    )
+    first_day = set(stream.loc[stream["day"] == 0, SUBSCRIBER_COLUMN])
+    assert len(first_day & last_day) > 0.93 * len(last_day)
+    # Churners leave for good: no record on or after the churn day.
+    assert (stream["day"] + CONFIG.days < stream[SUBSCRIBER_COLUMN].map(churn_day)).all()
+    assert (history[SUBSCRIBER_COLUMN].map(churn_day) < CONFIG.days + 28).sum() > 0
+    # Newcomers join: numbered after everyone of the history, recorded from their join day.
+    newcomers = set(stream[SUBSCRIBER_COLUMN]) - set(history[SUBSCRIBER_COLUMN])
+    assert len(newcomers) > 5
+    assert (join_day[list(newcomers)] >= CONFIG.days - 1).all()
+    assert max(newcomers) > max(history[SUBSCRIBER_COLUMN])
+
+
+def test_streamed_labels_follow_the_churn_process_and_horizon() -> None:
+    stream = _stream(42)
+    subscribers, fate = Population.for_generator(CONFIG).subscribers(CONFIG.days + 60)
+    churn_day = pd.Series(fate.churn_day, index=subscribers.msisdn)
+    days_left = stream[SUBSCRIBER_COLUMN].map(churn_day) - (stream["day"] + CONFIG.days)
+
+    expected = ((days_left >= 1) & (days_left <= CONFIG.label_horizon_days)).astype(np.int64)
+    pd.testing.assert_series_equal(stream[LABEL_COLUMN], expected, check_names=False)
+    assert stream[LABEL_COLUMN].sum() > 50
+    # From the data alone: someone labelled 1 in the first 2 weeks is gone within 14 days.
+    labelled = stream[(stream[LABEL_COLUMN] == 1) & (stream["day"] < 14)]
+    last_seen = stream.groupby(SUBSCRIBER_COLUMN)["day"].max()
+    assert (
+        last_seen[labelled[SUBSCRIBER_COLUMN]].to_numpy() < labelled["day"].to_numpy() + 14
+    ).all()
 
 
 def test_counts_stay_non_negative_integers_and_amounts_non_negative() -> None:
@@ -103,80 +166,41 @@ def test_counts_stay_non_negative_integers_and_amounts_non_negative() -> None:
 
     for column in COUNT_COLUMNS:
         assert pd.api.types.is_integer_dtype(batch[column]), column
-        assert (batch[column].dropna() >= 0).all(), column
+        assert (batch[column] >= 0).all(), column
     for column in AMOUNT_COLUMNS:
         assert pd.api.types.is_float_dtype(batch[column]), column
-        assert (batch[column].dropna() >= 0).all(), column
-    # zero usage stays zero: noise is multiplicative, never additive
-    idle = batch[batch[SUBSCRIBER_COLUMN] == "27710000002"]
-    assert not idle.empty
-    assert (idle[["DP_MOC_COUNT", "DP_MOC_DURATION", "DP_MOSMS_COUNT"]] == 0).all().all()
-
-
-def test_subscribers_and_labels_are_copied_from_the_base_never_jittered() -> None:
-    batch = _batch(size=500)
-
-    labels = BASE.set_index(SUBSCRIBER_COLUMN)[LABEL_COLUMN]
-    assert set(batch[SUBSCRIBER_COLUMN]) == set(labels.index)
-    expected = batch[SUBSCRIBER_COLUMN].map(labels)
-    pd.testing.assert_series_equal(
-        batch[LABEL_COLUMN].astype("Float64"), expected.astype("Float64"), check_names=False
-    )
-
-
-def test_usage_is_the_sampled_rows_usage_times_small_noise() -> None:
-    batch = _batch(size=500)
-
-    source = BASE.set_index(SUBSCRIBER_COLUMN).loc[batch[SUBSCRIBER_COLUMN]]
-    ratio = batch["DP_DATA_VOLUME"].to_numpy() / source["DP_DATA_VOLUME"].to_numpy()
-    # log-normal noise with sigma 0.1: 6 sigma either way, and not a copy
-    assert np.exp(-6 * NOISE_SIGMA) < ratio.min() < ratio.max() < np.exp(6 * NOISE_SIGMA)
-    assert ratio.std() > NOISE_SIGMA / 2
-
-
-@pytest.mark.parametrize(
-    "scenario",
-    [None, Scenario(concept_drift=ConceptDrift(strength=1.0))],
-    ids=["plain", "concept-drift"],
-)
-def test_null_usage_and_null_labels_stay_null(scenario: Scenario | None) -> None:
-    batch = _batch(base=WITH_NULLS, size=300, scenario=scenario)
-
-    sparse = batch[SUBSCRIBER_COLUMN] == "27710000009"
-    unlabelled = batch[SUBSCRIBER_COLUMN] == "27710000003"
-    assert sparse.any()
-    assert unlabelled.any()
-    for column in ("DP_MOC_COUNT", "DP_MOC_DURATION", "DP_DATA_VOLUME"):
-        assert batch.loc[sparse, column].isna().all(), column
-        assert batch.loc[~sparse, column].notna().all(), column
-    other_usage = [c for c in USAGE_COLUMNS if c not in ("DP_MOC_COUNT", "DP_MOC_DURATION")]
-    assert batch.loc[sparse, [c for c in other_usage if c != "DP_DATA_VOLUME"]].notna().all().all()
-    assert batch.loc[unlabelled, LABEL_COLUMN].isna().all()
-    assert batch.loc[~unlabelled, LABEL_COLUMN].notna().all()
+        assert (batch[column] >= 0).all(), column
+    assert set(batch[LABEL_COLUMN].unique()) <= {0, 1}
 
 
 def test_realtime_stamps_fall_within_five_minutes_of_now() -> None:
-    stamps = _batch(size=1000, clock=REALTIME)[DATE_COLUMN]
-
+    stamps = _batch(clock=REALTIME, size=2000)[DATE_COLUMN]
     window = timedelta(seconds=REALTIME_JITTER_S)
+
     assert REALTIME_JITTER_S == 300
     assert stamps.min() >= NOW - window
     assert stamps.max() <= NOW + window
-    # they spread over the window rather than all sitting on now
     assert stamps.max() - stamps.min() > window
     assert stamps.is_monotonic_increasing
+    # The content is the same population's: only the stamps differ.
+    simulated = _batch(size=2000)
+    pd.testing.assert_frame_equal(
+        simulated.drop(columns=DATE_COLUMN),
+        _batch(clock=REALTIME, size=2000).drop(columns=DATE_COLUMN),
+    )
 
 
-@pytest.mark.parametrize("batch_index", [0, 1, 9])
-def test_simulated_stamps_fall_on_the_anchor_plus_the_batch_index(batch_index: int) -> None:
-    batch = _batch(size=400, clock=SIMULATED, batch_index=batch_index)
-    later = build_batch(BASE, batch_index, 400, 42, SIMULATED, NOW + timedelta(days=30))
+def test_simulated_stamps_fall_on_the_anchor_plus_the_streamed_day() -> None:
+    stream = _stream(3)
 
-    day = datetime(2024, 1, 11) + timedelta(days=batch_index)
-    assert (batch[DATE_COLUMN].dt.normalize() == day).all()
-    assert batch[DATE_COLUMN].nunique() > 100  # spread over the day
-    # the wall clock plays no part in a simulated stream
-    pd.testing.assert_series_equal(batch[DATE_COLUMN], later[DATE_COLUMN])
+    assert (
+        stream[DATE_COLUMN].dt.normalize() == FIRST_DAY + pd.to_timedelta(stream["day"], "D")
+    ).all()
+    assert stream[DATE_COLUMN].nunique() > 500  # spread over the day
+    assert set(stream["day"]) == {0, 1, 2}
+    # The wall clock plays no part.
+    later = build_batch(BASE, 2, 500, SEED, SIMULATED, NOW + timedelta(days=30))
+    pd.testing.assert_frame_equal(later, _batch(2))
 
 
 @pytest.mark.parametrize(
@@ -184,8 +208,7 @@ def test_simulated_stamps_fall_on_the_anchor_plus_the_batch_index(batch_index: i
     [
         (datetime(2024, 1, 10), datetime(2024, 1, 11)),
         (datetime(2024, 1, 10, 23, 59, 59), datetime(2024, 1, 11)),
-        (datetime(2024, 2, 29, 0, 0, 1), datetime(2024, 3, 1)),
-        (datetime(2023, 12, 31, 12), datetime(2024, 1, 1)),
+        (datetime(2024, 12, 31, 12), datetime(2025, 1, 1)),
     ],
 )
 def test_simulated_anchor_is_the_midnight_after_the_latest_record(
@@ -194,70 +217,96 @@ def test_simulated_anchor_is_the_midnight_after_the_latest_record(
     assert simulated_anchor(latest) == anchor
 
 
-def test_covariate_drift_scales_usage_from_its_first_step_on() -> None:
-    drift = Scenario(
-        covariate_drift=CovariateDrift(
-            from_step=2, voice_factor=1.0, sms_factor=1.0, data_factor=3.0
-        )
+def test_covariate_drift_scales_usage_from_its_streamed_day_on() -> None:
+    drift = CovariateDrift(from_step=5, voice_factor=0.5, sms_factor=1.0, data_factor=3.0)
+    plain, drifted = _stream(12), _stream(12, scenario=Scenario(covariate_drift=drift))
+    before = plain["day"] < 5
+
+    pd.testing.assert_frame_equal(drifted[before], plain[before])
+    keys = [DATE_COLUMN, SUBSCRIBER_COLUMN, LABEL_COLUMN, "DP_MOSMS_COUNT", "DP_MTSMS_COUNT"]
+    pd.testing.assert_frame_equal(drifted[keys], plain[keys])
+    for column, factor in (("DP_MOC_COUNT", 0.5), ("DP_DATA_COUNT", 3.0), ("DP_DATA_VOLUME", 3.0)):
+        ratio = drifted.loc[~before, column].mean() / plain.loc[~before, column].mean()
+        assert ratio == pytest.approx(factor, rel=0.1), column
+
+
+@pytest.mark.parametrize("value", ["zero", "null"])
+def test_a_broken_feed_empties_its_column_from_its_streamed_day_on(value: str) -> None:
+    broken = BrokenFeed(from_step=3, column="DP_MTC_DURATION", value=value)  # type: ignore[arg-type]
+    plain, stream = _stream(6), _stream(6, scenario=Scenario(broken_feed=broken))
+    after = stream["day"] >= 3
+
+    others = [c for c in stream.columns if c != "DP_MTC_DURATION"]
+    pd.testing.assert_frame_equal(stream[others], plain[others])
+    assert stream.loc[~after, "DP_MTC_DURATION"].equals(plain.loc[~after, "DP_MTC_DURATION"])
+    if value == "zero":
+        assert (stream.loc[after, "DP_MTC_DURATION"] == 0).all()
+    else:
+        assert stream.loc[after, "DP_MTC_DURATION"].isna().all()
+
+
+def test_churn_rate_change_raises_churn_from_its_streamed_day_on() -> None:
+    change = Scenario(churn_rate_change=ChurnRateChange(from_step=7, factor=4.0))
+    plain, changed = _stream(28), _stream(28, scenario=change)
+
+    # Nobody churns earlier before day 7 (labels may: they look 14 days ahead).
+    keys = [DATE_COLUMN, SUBSCRIBER_COLUMN]
+    pd.testing.assert_frame_equal(
+        changed.loc[changed["day"] < 7, keys], plain.loc[plain["day"] < 7, keys]
+    )
+    late_changed, late_plain = changed[changed["day"] >= 14], plain[plain["day"] >= 14]
+    assert late_changed[LABEL_COLUMN].mean() > 2.5 * late_plain[LABEL_COLUMN].mean()
+    assert (
+        late_changed.groupby("day").size().mean() < 0.97 * late_plain.groupby("day").size().mean()
     )
 
-    before = _batch(batch_index=1, size=2000, scenario=drift)
-    pd.testing.assert_frame_equal(before, _batch(batch_index=1, size=2000))
 
-    drifted = _batch(batch_index=2, size=2000, scenario=drift)
-    plain = _batch(batch_index=2, size=2000)
-    for column in DATA_COLUMNS:
-        ratio = drifted[column].astype(float).mean() / plain[column].astype(float).mean()
-        assert ratio == pytest.approx(3.0, rel=0.02), column
-    for column in (*VOICE_COLUMNS, *SMS_COLUMNS):
-        pd.testing.assert_series_equal(drifted[column], plain[column])
-    # against the base itself: the sampled rows' volume, tripled, within the noise
-    sampled = BASE.set_index(SUBSCRIBER_COLUMN).loc[drifted[SUBSCRIBER_COLUMN], "DP_DATA_VOLUME"]
-    assert drifted["DP_DATA_VOLUME"].mean() / sampled.mean() == pytest.approx(3.0, rel=0.05)
+def test_concept_drift_keeps_who_is_active_and_their_labels_but_not_their_usage() -> None:
+    drift = Scenario(concept_drift=ConceptDrift(from_step=0, strength=1.0))
+    plain, drifted = _stream(28), _stream(28, scenario=drift)
+
+    keys = [DATE_COLUMN, SUBSCRIBER_COLUMN, LABEL_COLUMN]
+    pd.testing.assert_frame_equal(drifted[keys], plain[keys])
+    # Churners no longer decline: their labelled records lose the drop in usage, ...
+    labelled = (plain[LABEL_COLUMN] == 1) & (plain["day"] >= 7)
+    assert drifted.loc[labelled, "events"].mean() > 1.5 * plain.loc[labelled, "events"].mean()
+    # ... while usage as a whole keeps its level (stayers dip instead).
+    assert drifted["events"].mean() == pytest.approx(plain["events"].mean(), rel=0.05)
 
 
-def test_churn_rate_change_raises_the_churned_share_from_its_first_step_on() -> None:
-    # one churner in five: a factor of 4 weights it 4 : 4 against the rest
-    base = _base(
-        [(f"2771000000{i}", (5, 10.0, 5, 10.0, 2, 2, 5, 50.0), int(i == 0)) for i in range(5)]
+def test_loaded_history_is_continued_from_28_day_profiles() -> None:
+    history = generate_cdr(GeneratorConfig(subscribers=400, days=35, seed=8))
+    history["DP_MOSMS_COUNT"] = pd.array([pd.NA] * len(history), dtype="Int64")
+    sparse = np.random.default_rng(0).random(len(history)) < 0.2
+    history["DP_DATA_VOLUME"] = history["DP_DATA_VOLUME"].mask(sparse)
+    base = profile_base(history, date(2024, 2, 5))
+    stream = pd.concat(
+        [build_batch(base, i, 1000, 1, SIMULATED, NOW) for i in range(12)], ignore_index=True
     )
-    change = Scenario(churn_rate_change=ChurnRateChange(from_step=3, factor=4.0))
 
-    before = _batch(base=base, batch_index=2, size=4000, scenario=change)
-    after = _batch(base=base, batch_index=3, size=4000, scenario=change)
-
-    assert before[LABEL_COLUMN].mean() == pytest.approx(0.2, abs=0.03)
-    assert after[LABEL_COLUMN].mean() == pytest.approx(0.5, abs=0.04)
-
-
-def test_concept_drift_decouples_labels_from_usage_but_keeps_the_rate() -> None:
-    # churners are exactly the low-usage subscribers; a third of the base churns
-    quiet = [(f"277100000{i:02d}", (1, 1.0, 1, 1.0, 0, 1, 1, 5.0), 1) for i in range(2)]
-    busy = [(f"277100001{i:02d}", (20, 40.0, 15, 30.0, 8, 9, 25, 900.0), 0) for i in range(4)]
-    base = _base(quiet + busy)
-    drift = Scenario(concept_drift=ConceptDrift(from_step=1, strength=1.0))
-
-    before = _batch(base=base, batch_index=0, size=3000, scenario=drift)
-    after = _batch(base=base, batch_index=1, size=3000, scenario=drift)
-
-    low_before = before["DP_DATA_VOLUME"] < 100
-    assert (before[LABEL_COLUMN] == low_before.astype(int)).all()
-
-    low = after["DP_DATA_VOLUME"] < 100
-    assert set(after[LABEL_COLUMN].unique()) == {0, 1}
-    assert after[LABEL_COLUMN].mean() == pytest.approx(1 / 3, abs=0.04)
-    assert after.loc[low, LABEL_COLUMN].mean() == pytest.approx(1 / 3, abs=0.06)
-    assert after.loc[~low, LABEL_COLUMN].mean() == pytest.approx(1 / 3, abs=0.06)
-    correlation = np.corrcoef(after[LABEL_COLUMN].astype(float), low.astype(float))[0, 1]
-    assert abs(correlation) < 0.1
-    # the usage itself is the plain batch's: only the labels moved
-    plain = _batch(base=base, batch_index=1, size=3000)
-    pd.testing.assert_frame_equal(after[list(USAGE_COLUMNS)], plain[list(USAGE_COLUMNS)])
+    assert base.initial.msisdn.size > 370
+    last_week = history[history[DATE_COLUMN] >= pd.Timestamp("2024-01-29")]
+    for column in ("DP_MOC_COUNT", "DP_DATA_VOLUME", "DP_MTC_DURATION"):
+        assert abs(stream[column].mean() / last_week[column].mean() - 1) < 0.15, column
+    # NULL as often as in history: always for a column never filled, 20 % for a sparse one.
+    assert stream["DP_MOSMS_COUNT"].isna().all()
+    assert stream["DP_DATA_VOLUME"].isna().mean() == pytest.approx(0.2, abs=0.02)
+    assert stream["DP_DATA_COUNT"].notna().all()
+    rows_per_day = stream.groupby(stream[DATE_COLUMN].dt.normalize()).size().iloc[:-1]
+    assert abs(rows_per_day.mean() / last_week.groupby(DATE_COLUMN).size().mean() - 1) < 0.1
+    assert 0.03 < stream[LABEL_COLUMN].mean() < 0.15
+    # Subscribers continue; newcomers get numbers of their own.
+    known = stream[SUBSCRIBER_COLUMN].isin(set(history[SUBSCRIBER_COLUMN]))
+    assert known.mean() > 0.9
+    assert (stream.loc[~known, SUBSCRIBER_COLUMN].str.len() == 14).all()
+    # The same history gives the same stream; a frame base is profiled on the spot.
+    pd.testing.assert_frame_equal(
+        build_batch(history, 3, 1000, 1, SIMULATED, NOW),
+        stream.iloc[3000:4000].reset_index(drop=True),
+    )
 
 
 def test_an_empty_base_raises_empty_base_error() -> None:
-    empty = pd.DataFrame(columns=list(CDR_COLUMNS))
-
-    with pytest.raises(EmptyBaseError, match="no CDR history"):
-        _batch(base=empty)
+    with pytest.raises(EmptyBaseError):
+        _batch(base=pd.DataFrame(columns=list(CDR_COLUMNS)))
     assert issubclass(EmptyBaseError, ValueError)

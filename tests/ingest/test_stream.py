@@ -24,6 +24,7 @@ from db.schema import CDR_COLUMNS
 from ingest.generator import GeneratorConfig
 from ingest.scenario import CovariateDrift, Scenario
 from ingest.seeding import seed_from_generator
+from ingest.simulator import GeneratorBase, StreamDays
 from ingest.stream import ConnectionFactory, StreamManager, StreamRunner
 from tests.polling import wait_for, wait_until_final
 from tests.tcp_proxy import TcpProxy
@@ -133,8 +134,17 @@ def _stream_days(settings: Settings) -> list[tuple[date, int]]:
     ]
 
 
-def _one_batch_a_day(batch_size: int, batches: int) -> list[tuple[date, int]]:
-    return [(FIRST_SIMULATED_DAY + timedelta(days=i), batch_size) for i in range(batches)]
+def _streamed_days(batch_size: int, batches: int) -> list[tuple[date, int]]:
+    """Rows per day of the first ``batch_size * batches`` rows streamed after HISTORY (seed 11):
+    whole days of the carried-forward population, cut into batches."""
+    days = StreamDays(GeneratorBase(HISTORY, HISTORY.days), 11, Scenario())
+    expected, left, day = [], batch_size * batches, 0
+    while left > 0:
+        rows = min(days.day_size(day), left)
+        if rows:
+            expected.append((FIRST_SIMULATED_DAY + timedelta(days=day), rows))
+        left, day = left - rows, day + 1
+    return expected
 
 
 def _logged_batches(settings: Settings, source_id: str) -> dict[int, int]:
@@ -239,7 +249,7 @@ def test_a_resumed_stream_skips_its_committed_batches(
     assert status["batches_done"] == 8 - done
     assert status["rows_done"] == 50 * (8 - done)
     assert _cdr_count(seeded) == history + 8 * 50
-    assert _stream_days(seeded) == _one_batch_a_day(50, 8)
+    assert _stream_days(seeded) == _streamed_days(50, 8)
     assert _logged_batches(seeded, "resume-me") == dict.fromkeys(range(8), 50)
     assert _source_state(seeded, "resume-me") == ("completed", None)
 
@@ -259,7 +269,7 @@ def test_resuming_a_completed_stream_writes_nothing(
     assert status["rows_done"] == 0
     assert _cdr_count(seeded) == before
     assert _all_rows(seeded) == rows_before
-    assert _stream_days(seeded) == _one_batch_a_day(50, 3)
+    assert _stream_days(seeded) == _streamed_days(50, 3)
 
 
 def _all_rows(settings: Settings) -> list[tuple[Any, ...]]:
@@ -394,7 +404,7 @@ def test_a_batch_whose_commit_acknowledgement_was_lost_is_not_written_twice(
     # The batch whose acknowledgement was lost was written by this stream: it counts.
     assert (status["rows_done"], status["batches_skipped"]) == (5 * 50, 0)
     assert _cdr_count(seeded) == history + 5 * 50
-    assert _stream_days(seeded) == _one_batch_a_day(50, 5)
+    assert _stream_days(seeded) == _streamed_days(50, 5)
     assert _logged_batches(seeded, "lost-ack") == dict.fromkeys(range(5), 50)
 
 
@@ -425,7 +435,7 @@ def test_a_stream_rides_out_a_database_outage_without_losing_or_repeating_a_batc
     assert status["state"] == "completed", status
     assert status["batches_done"] == 12
     assert _cdr_count(seeded) == history + 12 * 100
-    assert _stream_days(seeded) == _one_batch_a_day(100, 12)
+    assert _stream_days(seeded) == _streamed_days(100, 12)
     assert _logged_batches(seeded, "outage") == dict.fromkeys(range(12), 100)
     assert _source_state(seeded, "outage") == ("completed", None)
     assert proxy.connections_accepted() >= 2  # it did reconnect through the proxy

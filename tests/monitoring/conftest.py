@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from monitoring.spec import ColumnMapping
+from monitoring.compute.spec import ColumnMapping
 from tests.monitoring.frames import START, predictions
 
 

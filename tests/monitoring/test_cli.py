@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import io
 import json
@@ -14,8 +15,9 @@ import pandas as pd
 import pytest
 
 from config.settings import Settings
-from monitoring.__main__ import main
-from monitoring.nannyml_loader import nml
+from monitoring.__main__ import _parser, main
+from monitoring.compute.nannyml_loader import nml
+from tests.config.cli_help import help_without_default
 from tests.monitoring.frames import START, predictions
 
 NANNYML_MAPPING: dict[str, Any] = {
@@ -104,10 +106,12 @@ def _file_args(files: dict[str, Path]) -> list[str]:
     return [arg for role, path in files.items() for arg in (f"--{role}", str(path))]
 
 
-def _run_error(args: list[str], capsys: pytest.CaptureFixture[str]) -> str:
+def _run_error(args: list[str], capsys: pytest.CaptureFixture[str], expected: int = 2) -> str:
+    """The one error line of a run that exits ``expected``: 2 for a usage or input mistake,
+    1 for data that does not allow monitoring or nothing to monitor (`config.cli`)."""
     status = main(["run", *args])
     captured = capsys.readouterr()
-    assert status == 2
+    assert status == expected
     assert captured.out == ""
     assert len(captured.err.splitlines()) == 1, captured.err
     assert "Traceback" not in captured.err
@@ -163,7 +167,9 @@ def test_the_json_has_every_documented_field(nannyml_output: dict[str, Any]) -> 
     }
     assert set(nannyml_output["metrics"]) == {"roc_auc", "f1", "accuracy"}
     chunk = nannyml_output["metrics"]["f1"]["chunks"][0]
-    assert {"start", "end", "estimate", "lower", "upper", "realized", "alert"} <= set(chunk)
+    assert {"start", "end", "estimate", "lower_bound", "upper_bound", "realized", "alert"} <= set(
+        chunk
+    )
     assert chunk["start"] == "2017-08-31T04:20:00"
     assert set(nannyml_output["data_quality"]["unseen_values"]) == set(
         NANNYML_MAPPING["categorical"]
@@ -177,7 +183,7 @@ def test_default_daily_chunks_without_targets(
 
     output = _strict(capsys.readouterr().out)
     assert output["summary"]["chunking"] == {"period": "D"}
-    assert [chunk["rows"] for chunk in output["metrics"]["accuracy"]["chunks"]] == [400] * 4
+    assert [chunk["chunk_rows"] for chunk in output["metrics"]["accuracy"]["chunks"]] == [400] * 4
 
 
 def test_nan_becomes_null(
@@ -218,9 +224,9 @@ def test_missing_files_exit_2(
 @pytest.mark.parametrize(
     ("mapping", "message"),
     [
-        ({**SYNTHETIC_MAPPING, "featurs": []}, "featurs: unknown key"),
+        ({**SYNTHETIC_MAPPING, "featurs": []}, "featurs is not a recognised field"),
         ({**SYNTHETIC_MAPPING, "categorical": ["region"]}, "categorical ['region'] are not"),
-        ({k: v for k, v in SYNTHETIC_MAPPING.items() if k != "y_pred"}, "y_pred: required key"),
+        ({k: v for k, v in SYNTHETIC_MAPPING.items() if k != "y_pred"}, "y_pred is required"),
         (["not", "an", "object"], "the mapping must be a JSON object"),
     ],
 )
@@ -258,27 +264,28 @@ def test_missing_columns_exit_2(
     )
 
 
-def test_a_single_class_reference_exits_2(
+def test_a_single_class_reference_exits_1(
     synthetic_files: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     reference = pd.read_csv(synthetic_files["reference"]).assign(churned=0)
     reference.to_csv(synthetic_files["reference"], index=False)
 
-    assert "every reference label 'churned' is 0" in _run_error(_file_args(synthetic_files), capsys)
+    error = _run_error(_file_args(synthetic_files), capsys, expected=1)
+    assert "every reference label 'churned' is 0" in error
 
 
-def test_too_few_rows_exit_2(
+def test_too_few_rows_exit_1(
     synthetic_files: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     reference = pd.read_csv(synthetic_files["reference"]).head(200)
     reference.to_csv(synthetic_files["reference"], index=False)
 
     assert "200 labelled predictions; at least 300" in _run_error(
-        _file_args(synthetic_files), capsys
+        _file_args(synthetic_files), capsys, expected=1
     )
 
 
-def test_an_empty_analysis_exits_2(
+def test_an_empty_analysis_exits_1(
     synthetic_files: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
     pd.read_csv(synthetic_files["analysis"]).head(0).to_csv(
@@ -286,7 +293,7 @@ def test_an_empty_analysis_exits_2(
     )
 
     assert (
-        _run_error(_file_args(synthetic_files), capsys)
+        _run_error(_file_args(synthetic_files), capsys, expected=1)
         == "error: there are no predictions to analyse"
     )
 
@@ -296,7 +303,7 @@ def test_an_empty_analysis_exits_2(
     [
         (
             ["--chunk-period", "Q"],
-            "error: invalid chunking: period: Input should be 'D', 'W' or 'M'",
+            "error: invalid chunking: period must be 'D', 'W' or 'M'",
         ),
         (["--chunk-period", "D", "--chunk-size", "10"], "not allowed with argument"),
         (["--chunk-size", "0"], "must be a positive whole number"),
@@ -324,8 +331,8 @@ def test_targets_need_an_id_in_the_mapping(
 
 
 def test_targets_are_joined_on_the_id(tmp_path: Path) -> None:
-    from monitoring.files import join_targets
-    from monitoring.spec import ColumnMapping
+    from monitoring.compute.spec import ColumnMapping
+    from monitoring.pipeline.files import join_targets
 
     mapping = ColumnMapping.model_validate({**SYNTHETIC_MAPPING, "id": "msisdn"})
     analysis = pd.DataFrame({"msisdn": [1, 2, 3], "churned": [0.0, np.nan, np.nan]})
@@ -341,11 +348,38 @@ def test_database_mode_names_what_is_missing(
     db_settings: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.setenv("DB_NAME", db_settings.db_name)
-    assert "python -m spark_jobs model" in _run_error([], capsys)
-    assert "churn-x" in _run_error(["--model-version", "churn-x"], capsys)
+    assert "python -m spark_jobs model" in _run_error([], capsys, expected=1)
+    assert "churn-x" in _run_error(["--model-version", "churn-x"], capsys, expected=1)
     assert _run_error(["--analysis", "a.csv"], capsys) == (
         "error: --analysis, --mapping, --targets and --output need --reference"
     )
+
+
+def test_every_flag_s_help_shows_its_default() -> None:
+    parser = _parser()
+    commands = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+
+    assert help_without_default(parser) == []
+    for name, command in commands.choices.items():
+        assert help_without_default(command) == [], name
+
+
+def test_help_shows_every_default(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["run", "--help"]) == 0
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: jensen_shannon)" in text
+    assert main(["serve", "--help"]) == 0
+    assert "(default: 4)" in " ".join(capsys.readouterr().out.split())
+
+
+def test_a_mistyped_database_name_is_a_configuration_mistake(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("DB_NAME", "my-db")
+
+    error = _run_error([], capsys)
+
+    assert "db_name" in error.lower() or "DB_NAME" in error
 
 
 def test_a_missing_subcommand_exits_2(capsys: pytest.CaptureFixture[str]) -> None:

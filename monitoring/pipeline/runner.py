@@ -1,0 +1,509 @@
+"""Monitoring a model version from the database: read its predictions, monitor, store, report.
+
+`run_for_model` is the database mode shared by ``python -m monitoring run``, the service's
+``GET /run-monitoring`` and the poller. It is wiring only, under a server-side lock so that
+runs of one database never overlap, whichever process starts them:
+
+- `load_inputs` reads the version's declared features and its predictions (`MonitorInputs`);
+- `monitor` is pure: the inputs and a `RunSpec` in, a `MonitoringRun` out;
+- `store` writes the run and its figures in one transaction;
+- `write_run_report` writes the report files under `report_folder`.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from pydantic import ValidationError
+
+from config.settings import Settings
+from config.web import validation_error
+from db.connection import Connection, connection
+from db.errors import DatabaseError
+from db.models import ModelRecord, current_model, get_model
+from db.monitoring import (
+    DECISION,
+    LABEL,
+    PREDICTION_FRAME_COLUMNS,
+    PREDICTION_ID,
+    SCORE,
+    TIMESTAMP,
+    RunRecord,
+    acquire_run_lock,
+    load_analysis,
+    load_reference,
+    max_prediction_id,
+    record_failed_run,
+    release_run_lock,
+    run_lock_name,
+    store_run,
+)
+from monitoring.compute.result import MonitoringRun, RunTrigger
+from monitoring.compute.spec import MIN_CHUNK_ROWS, Chunking, ColumnMapping
+from monitoring.errors import (
+    InputError,
+    InsufficientDataError,
+    ModelNotFoundError,
+    MonitoringError,
+    RunInProgressError,
+)
+
+log = logging.getLogger(__name__)
+
+# Model versions name a folder under OUTPUT_DIR: letters, digits, '_', '.', '-', no '/'.
+VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,39}$"
+REPORT_SUBDIR = "monitoring"
+STAGES = ("load", "monitor", "store", "report")
+_VERSION = re.compile(VERSION_PATTERN)
+_FEATURE_TYPES = ("continuous", "categorical")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """How to monitor: the chunking, the smallest reliable chunk and the label delay.
+
+    Attributes:
+        chunking: How to cut the chunks.
+        min_chunk_rows: Smaller chunks get a warning; the reference needs this many rows.
+        label_delay_days: Days `Processed_Data` must reach past a prediction for its label
+            to count as known.
+    """
+
+    chunking: Chunking = field(default_factory=Chunking)
+    min_chunk_rows: int = MIN_CHUNK_ROWS
+    label_delay_days: int = 14
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RunSpec:
+        """The ``monitoring_*`` settings: ``monitoring_chunk_size`` rows if set, else the
+        period."""
+        if settings.monitoring_chunk_size is not None:
+            chunking = Chunking(size=settings.monitoring_chunk_size)
+        else:
+            chunking = Chunking(period=settings.monitoring_chunk_period)
+        return cls(
+            chunking=chunking,
+            min_chunk_rows=settings.monitoring_min_chunk_rows,
+            label_delay_days=settings.monitoring_label_delay_days,
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class MonitorInputs:
+    """What a run of one model version reads from the database.
+
+    Attributes:
+        model_version: The version.
+        mapping: Its prediction frames' column roles, features as its registry declares.
+        reference: Its labelled reference predictions (`db.monitoring.load_reference`).
+        analysis: Its analysis predictions with the labels known so far.
+        watermark_id: The highest `model_predictions.id` before they were read.
+    """
+
+    model_version: str
+    mapping: ColumnMapping
+    reference: pd.DataFrame
+    analysis: pd.DataFrame
+    watermark_id: int
+
+
+@dataclass(frozen=True)
+class ReportFiles:
+    """Where a run's report went.
+
+    Attributes:
+        folder: The report folder; None when it could not be written.
+        files: Every file written, by name (see `monitoring.report.write_report`).
+        error: Why the report is missing, for people; None when it was written.
+    """
+
+    folder: Path | None
+    files: Mapping[str, Path]
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class CompletedRun:
+    """A stored monitoring run: what `run_for_model` returns.
+
+    Attributes:
+        run_id: Its `monitoring_runs` id.
+        run: What it monitored and found.
+        seconds: Wall time per stage: ``load``, ``monitor``, ``store``, ``report``.
+        report: Its report files.
+    """
+
+    run_id: int
+    run: MonitoringRun
+    seconds: Mapping[str, float]
+    report: ReportFiles
+
+    def to_json(self, output_dir: Path) -> dict[str, Any]:
+        """The run as JSON data, for the HTTP and CLI edges.
+
+        Keys: ``run_id``, ``model_version``, ``run`` (trigger, times, watermark, stage
+        seconds), ``report`` (files relative to ``output_dir``), then
+        `MonitoringResult.to_json`'s ``summary``, ``metrics``, ``drift``, ``data_quality``,
+        ``alerts`` and ``warnings``.
+        """
+        report: dict[str, Any] = {
+            "folder": None
+            if self.report.folder is None
+            else _relative(self.report.folder, output_dir),
+            "files": {
+                name: _relative(path, output_dir) for name, path in self.report.files.items()
+            },
+        }
+        if self.report.error is not None:
+            report["error"] = self.report.error
+        return {
+            "run_id": self.run_id,
+            "model_version": self.run.model_version,
+            "run": {
+                "trigger": self.run.trigger,
+                "started_at": _iso(self.run.started_at),
+                "finished_at": _iso(self.run.finished_at),
+                "watermark_id": self.run.watermark_id,
+                "seconds": {stage: round(value, 3) for stage, value in self.seconds.items()},
+            },
+            "report": report,
+            **self.run.result.to_json(),
+        }
+
+
+def run_for_model(
+    settings: Settings,
+    version: str | None = None,
+    *,
+    trigger: RunTrigger = "cli",
+    consumer: str | None = None,
+    lock_timeout: float = 0.0,
+) -> CompletedRun:
+    """Monitor a model version's stored predictions, store the figures and write the report.
+
+    Figures are upserts: monitoring the same data again changes no stored row. The report
+    (CSV, PNG, HTML) goes to `report_folder`.
+
+    Args:
+        settings: The database, the output folder and the ``monitoring_*`` settings.
+        version: The model version; None for the current one.
+        trigger: Who asks, recorded with the run: ``api``, ``poller`` or ``cli``.
+        consumer: A watermark to advance, in the storing transaction, to the highest
+            prediction id the run saw (the poller's); None to leave watermarks alone.
+        lock_timeout: Seconds to wait for a run in progress to end before giving up.
+
+    Raises:
+        ModelNotFoundError: No current model, or ``version`` is not registered.
+        RunInProgressError: Another run held the lock for ``lock_timeout`` seconds.
+        InsufficientDataError: No reference or analysis predictions, a single-class
+            reference, too few rows or reference chunks. Recorded as a failed run.
+        InputError: The registry or the stored predictions are unusable (e.g. an unknown
+            feature type, scores outside [0, 1]). Recorded as a failed run.
+        DatabaseUnavailable: The database cannot be reached or the connection was lost.
+        DatabaseError: A statement failed.
+    """
+    started_at = utcnow()
+    with connection(settings) as conn:
+        lock = run_lock_name(settings.db_name)
+        if not acquire_run_lock(conn, lock, lock_timeout):
+            raise RunInProgressError(
+                "another monitoring run is in progress; try again when it has finished"
+            )
+        try:
+            return _run_locked(conn, settings, version, trigger, consumer, started_at)
+        finally:
+            _release(conn, lock)
+
+
+def _run_locked(
+    conn: Connection,
+    settings: Settings,
+    version: str | None,
+    trigger: RunTrigger,
+    consumer: str | None,
+    started_at: datetime,
+) -> CompletedRun:
+    spec = RunSpec.from_settings(settings)
+    model = resolve_model(conn, version)
+    watermark = max_prediction_id(conn)
+    seconds: dict[str, float] = {}
+    inputs = None
+    try:
+        folder = report_folder(settings, model.version)
+        with _timed(seconds, "load"):
+            inputs = load_inputs(conn, model, watermark, spec.label_delay_days)
+        with _timed(seconds, "monitor"):
+            run = monitor(inputs, spec, trigger=trigger, started_at=started_at)
+    except MonitoringError as exc:
+        failed = failed_record(model.version, trigger, started_at, watermark, inputs)
+        _record_failure(conn, failed, exc, consumer)
+        raise
+    with _timed(seconds, "store"):
+        run_id = store(conn, run, consumer)
+    with _timed(seconds, "report"):
+        report = write_run_report(run, folder, run_id)
+    completed = CompletedRun(run_id, run, seconds, report)
+    _log_run(completed)
+    return completed
+
+
+def resolve_model(conn: Connection, version: str | None) -> ModelRecord:
+    """The registry row of ``version``, or of the current model when it is None.
+
+    Raises:
+        ModelNotFoundError: No model registered, or no such version.
+    """
+    model = current_model(conn) if version is None else get_model(conn, version)
+    if model is not None:
+        return model
+    if version is None:
+        raise ModelNotFoundError(
+            "no model has been trained yet: run `python -m spark_jobs model` first"
+        )
+    raise ModelNotFoundError(f"model version {version!r} is not registered")
+
+
+def load_inputs(
+    conn: Connection, model: ModelRecord, watermark_id: int, label_delay_days: int
+) -> MonitorInputs:
+    """Read what a run of ``model`` monitors: its reference and analysis predictions.
+
+    Args:
+        conn: The connection.
+        model: The registry row of the version.
+        watermark_id: `max_prediction_id` read before, recorded with the run: predictions
+            written meanwhile are then seen again by the next run rather than skipped.
+        label_delay_days: See `RunSpec`.
+
+    Raises:
+        InputError: The registry row declares unusable features.
+        DatabaseError: A read failed.
+    """
+    mapping = column_mapping(model)
+    continuous, categorical = mapping.continuous, mapping.categorical
+    reference = load_reference(conn, model.version, continuous, categorical)
+    analysis = load_analysis(conn, model.version, continuous, categorical, label_delay_days)
+    return MonitorInputs(model.version, mapping, reference, analysis, watermark_id)
+
+
+def monitor(
+    inputs: MonitorInputs,
+    spec: RunSpec,
+    *,
+    trigger: RunTrigger,
+    started_at: datetime,
+    clock: Callable[[], datetime] | None = None,
+) -> MonitoringRun:
+    """Monitor the inputs: pure, no I/O.
+
+    Args:
+        inputs: What `load_inputs` read.
+        spec: The chunking and the minimum chunk size.
+        trigger: Who asked, recorded with the run.
+        started_at: When the run began.
+        clock: Gives ``finished_at``; default the UTC wall clock.
+
+    Raises:
+        InsufficientDataError: No reference or analysis predictions, a single-class
+            reference, too few rows or reference chunks.
+        InputError: Unusable values (e.g. scores outside [0, 1]).
+    """
+    check_inputs(inputs)
+    # NannyML takes seconds to import: pay for it on the first run, not on import.
+    from monitoring.compute.core import run_monitoring
+
+    result = run_monitoring(
+        inputs.reference,
+        inputs.analysis,
+        inputs.mapping,
+        spec.chunking,
+        min_chunk_rows=spec.min_chunk_rows,
+    )
+    return MonitoringRun(
+        model_version=inputs.model_version,
+        trigger=trigger,
+        started_at=started_at,
+        finished_at=(clock or utcnow)(),
+        watermark_id=inputs.watermark_id,
+        result=result,
+    )
+
+
+def store(conn: Connection, run: MonitoringRun, consumer: str | None = None) -> int:
+    """Store ``run`` in one transaction (see `db.monitoring.store_run`); return its run id."""
+    return store_run(conn, run, consumer=consumer)
+
+
+def write_run_report(run: MonitoringRun, folder: Path, run_id: int) -> ReportFiles:
+    """Write the report of ``run`` into ``folder``.
+
+    A folder that cannot be written is logged and said in the result, not raised: the
+    figures are stored and the dashboard reads them; the next run writes the files.
+    """
+    from monitoring.report import write_report  # plotly and kaleido: only when reporting
+
+    try:
+        written = write_report(run.result, folder)
+    except OSError as exc:
+        log.error("monitoring run %d: cannot write the report to %s: %s", run_id, folder, exc)
+        return ReportFiles(None, {}, "the report files could not be written")
+    return ReportFiles(folder, written)
+
+
+def check_inputs(inputs: MonitorInputs) -> None:
+    """Refuse inputs without reference or analysis predictions.
+
+    Raises:
+        InsufficientDataError: Naming the command that writes the missing predictions.
+    """
+    version = inputs.model_version
+    if inputs.reference.empty:
+        raise InsufficientDataError(
+            f"model {version} has no reference predictions: `python -m spark_jobs model` "
+            "stores them when it registers a model"
+        )
+    if inputs.analysis.empty:
+        raise InsufficientDataError(
+            f"model {version} has no analysis predictions yet: score newer dates with "
+            "`python -m spark_jobs score`"
+        )
+
+
+def column_mapping(model: ModelRecord) -> ColumnMapping:
+    """The column roles of a version's prediction frames, features as its registry declares.
+
+    Raises:
+        InputError: The registry row declares no features, a feature twice, a feature of an
+            unknown type, or one named like a prediction column.
+    """
+    names: list[str] = []
+    categorical: list[str] = []
+    for feature in model.features:
+        name, kind = feature.get("name"), feature.get("type")
+        if not isinstance(name, str) or kind not in _FEATURE_TYPES:
+            raise InputError(
+                f"model {model.version} declares a feature {feature!r}: each needs a name and "
+                f"a type of {' or '.join(_FEATURE_TYPES)}"
+            )
+        names.append(name)
+        if kind == "categorical":
+            categorical.append(name)
+    clashes = sorted(set(names) & set(PREDICTION_FRAME_COLUMNS))
+    if clashes:
+        raise InputError(
+            f"model {model.version} declares features named like prediction columns: {clashes}"
+        )
+    try:
+        return ColumnMapping(
+            y_true=LABEL,
+            y_pred_proba=SCORE,
+            y_pred=DECISION,
+            timestamp=TIMESTAMP,
+            id=PREDICTION_ID,
+            features=names,
+            categorical=categorical,
+        )
+    except ValidationError as exc:
+        raise InputError(
+            f"model {model.version} declares unusable features: {validation_error(exc).message}"
+        ) from exc
+
+
+def report_folder(settings: Settings, version: str) -> Path:
+    """Where the report of ``version`` is written: ``OUTPUT_DIR/monitoring/<DB_NAME>/<version>``.
+
+    One folder per database, so runs on two databases never overwrite each other's reports.
+
+    Raises:
+        InputError: ``version`` cannot name a folder.
+    """
+    if not _VERSION.match(version):
+        raise InputError(f"model version {version!r} cannot name a report folder")
+    return settings.output_dir / REPORT_SUBDIR / settings.db_name / version
+
+
+def failed_record(
+    version: str,
+    trigger: RunTrigger,
+    started_at: datetime,
+    watermark_id: int,
+    inputs: MonitorInputs | None,
+    finished_at: datetime | None = None,
+) -> RunRecord:
+    """The `monitoring_runs` row of a run that could not monitor its data: what it had read."""
+    return RunRecord(
+        model_version=version,
+        trigger=trigger,
+        started_at=started_at,
+        finished_at=finished_at or utcnow(),
+        watermark_id=watermark_id,
+        reference_rows=None if inputs is None else len(inputs.reference),
+        analysis_rows=None if inputs is None else len(inputs.analysis),
+    )
+
+
+def utcnow() -> datetime:
+    """Now, in UTC, naive: how the monitoring tables store times."""
+    return datetime.now(UTC).replace(tzinfo=None)
+
+
+def _record_failure(
+    conn: Connection, record: RunRecord, exc: MonitoringError, consumer: str | None
+) -> None:
+    try:
+        run_id = record_failed_run(conn, record, str(exc), consumer=consumer)
+    except DatabaseError as db_exc:
+        log.warning("could not record the failed run of model %s: %s", record.model_version, db_exc)
+        return
+    log.warning("monitoring run %d of model %s failed: %s", run_id, record.model_version, exc)
+
+
+def _release(conn: Connection, lock: str) -> None:
+    with suppress(DatabaseError):  # a lost session has released the lock already
+        release_run_lock(conn, lock)
+
+
+def _log_run(completed: CompletedRun) -> None:
+    run, result, seconds = completed.run, completed.run.result, completed.seconds
+    log.info(
+        "monitoring run %d of model %s (%s): %d reference and %d analysis predictions "
+        "(%d labelled), %d chunks, %d alerts; %s",
+        completed.run_id,
+        run.model_version,
+        run.trigger,
+        result.reference_rows,
+        result.analysis_rows,
+        result.labelled_rows,
+        len(result.chunks),
+        result.alert_counts()["total"],
+        ", ".join(f"{stage} {seconds[stage]:.1f} s" for stage in STAGES if stage in seconds),
+    )
+
+
+@contextmanager
+def _timed(seconds: dict[str, float], stage: str) -> Iterator[None]:
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        seconds[stage] = seconds.get(stage, 0.0) + time.perf_counter() - started
+
+
+def _relative(path: Path, root: Path) -> str:
+    try:
+        return path.relative_to(root).as_posix()
+    except ValueError:
+        return path.name
+
+
+def _iso(moment: datetime) -> str:
+    return moment.replace(tzinfo=UTC).isoformat(timespec="milliseconds")

@@ -1,0 +1,2 @@
+"""The monitoring service: app factory and serving (`app`), the API (`views`), Prometheus
+metrics (`metrics`) and the dashboard (`dashboard`)."""
