@@ -1,0 +1,273 @@
+"""The streaming CDR source: offsets, admission control, out-of-order commits, real queries."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from config.settings import Settings
+from db.cdr import insert_cdr_rows
+from db.connection import Connection, connect, transaction
+from spark_jobs.cdr_source import (
+    SOURCE_NAME,
+    CdrSourceOptionError,
+    CdrSourceOptions,
+    CdrStreamReader,
+    CommitWatermark,
+    IdRange,
+    cdr_source_options,
+    read_cdr_stream,
+    rows_to_record_batch,
+    split_id_range,
+)
+from spark_jobs.schemas import RAW_CDR_SCHEMA
+
+DAY = datetime(2024, 3, 1)
+
+
+def _rows(count: int, first: int = 0) -> list[tuple[Any, ...]]:
+    return [
+        (DAY + timedelta(hours=i), f"2771{i:07d}", i, 1.5, None, 0.0, 2, 3, 4, 10.25, i % 2)
+        for i in range(first, first + count)
+    ]
+
+
+def _insert(settings: Settings, count: int, first: int = 0) -> None:
+    conn = connect(settings)
+    try:
+        with transaction(conn) as cursor:
+            insert_cdr_rows(conn, cursor, _rows(count, first), chunk_rows=1000)
+    finally:
+        conn.close()
+
+
+def _options(settings: Settings, **extra: str) -> CdrSourceOptions:
+    return CdrSourceOptions.parse({**cdr_source_options(settings), **extra})
+
+
+# --- options -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("bad", ["0", "-5", "ten", "1.5"])
+def test_max_rows_per_trigger_must_be_positive(base_settings: Settings, bad: str) -> None:
+    with pytest.raises(CdrSourceOptionError, match="maxRowsPerTrigger must be a positive"):
+        _options(base_settings, maxRowsPerTrigger=bad)
+
+
+def test_unknown_and_missing_options_are_named(base_settings: Settings) -> None:
+    with pytest.raises(CdrSourceOptionError, match="unknown option.*maxrowspertriger"):
+        _options(base_settings, maxRowsPerTriger="5")
+    options = cdr_source_options(base_settings)
+    del options["host"]
+    with pytest.raises(CdrSourceOptionError, match="missing option.*host"):
+        CdrSourceOptions.parse(options)
+    with pytest.raises(CdrSourceOptionError, match="startingId"):
+        _options(base_settings, startingId="-1")
+    with pytest.raises(CdrSourceOptionError, match="writerCheck"):
+        _options(base_settings, writerCheck="maybe")
+
+
+def test_options_carry_no_password(base_settings: Settings) -> None:
+    settings = base_settings.model_copy(update={"db_password": "s3cret-pw"})  # type: ignore[dict-item]
+    options = cdr_source_options(settings, max_rows_per_trigger=10)
+    assert "s3cret-pw" not in repr(options)
+    assert "s3cret-pw" not in repr(CdrSourceOptions.parse(options))
+    assert not any("password" in key.lower() for key in options)
+
+
+# --- pure planning -------------------------------------------------------------------------
+
+
+def test_split_id_range_covers_the_range_once() -> None:
+    assert split_id_range(10, 10, 4) == []
+    assert split_id_range(0, 3, 8) == [IdRange(0, 1), IdRange(1, 2), IdRange(2, 3)]
+    parts = split_id_range(100, 1101, 3)
+    assert [(p.after, p.until) for p in parts] == [(100, 433), (433, 767), (767, 1101)]
+
+
+def test_rows_become_one_arrow_batch_of_the_raw_schema() -> None:
+    batch = rows_to_record_batch([(7, *row) for row in _rows(2)])
+    assert batch.num_rows == 2
+    assert batch.schema.names == RAW_CDR_SCHEMA.fieldNames()
+    assert batch.column(0).to_pylist() == [7, 7]
+    assert batch.column("DP_MTC_COUNT").null_count == 2
+    assert rows_to_record_batch([]).num_rows == 0
+
+
+def test_watermark_waits_for_the_writers_open_when_the_maximum_was_read() -> None:
+    mark = CommitWatermark()
+    assert mark.observe(10, frozenset(), now=0) == 10  # no writer: final at once
+    assert mark.observe(20, frozenset({1}), now=1) == 10  # trx 1 may hold ids 11..19
+    assert mark.observe(30, frozenset({1, 2}), now=2) == 10
+    # trx 1 ended; a newcomer (3) cannot hold ids below 20, but trx 2 may below 30
+    assert mark.resolve(frozenset({2, 3})) == 20
+    assert mark.resolve(frozenset({3})) == 30
+    assert mark.waiting_since() is None
+    assert mark.observe(25, frozenset({9}), now=3) == 30  # never moves back
+
+
+# --- the reader against the real server ----------------------------------------------------
+
+
+@pytest.fixture
+def reader(db_settings: Settings) -> Iterator[CdrStreamReader]:
+    # A long settle: other test sessions may be writing to the same server meanwhile.
+    stream_reader = CdrStreamReader(_options(db_settings, settleSeconds="30"))
+    yield stream_reader
+    stream_reader.stop()
+
+
+def test_latest_offset_reads_the_committed_maximum(
+    db_settings: Settings, reader: CdrStreamReader
+) -> None:
+    from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadMaxRows
+
+    assert reader.initialOffset() == {"id": 0}
+    assert reader.latestOffset({"id": 0}, ReadAllAvailable()) == {"id": 0}
+    _insert(db_settings, 25)
+    assert reader.latestOffset({"id": 0}, ReadAllAvailable()) == {"id": 25}
+    assert reader.latestOffset({"id": 0}, ReadMaxRows(10)) == {"id": 10}
+    assert reader.latestOffset({"id": 20}, ReadMaxRows(10)) == {"id": 25}
+    latest = CdrStreamReader(_options(db_settings, startingId="latest"))
+    try:
+        assert latest.initialOffset() == {"id": 25}
+    finally:
+        latest.stop()
+    parts = reader.partitions({"id": 20}, {"id": 25})
+    assert parts == [IdRange(20, 22), IdRange(22, 25)]
+    batches = [batch for part in parts for batch in reader.read(part)]
+    assert [i for batch in batches for i in batch.column("id").to_pylist()] == [21, 22, 23, 24, 25]
+
+
+def _open_insert(settings: Settings, count: int) -> tuple[Connection, Any]:
+    conn = connect(settings)
+    cursor = conn.cursor()
+    insert_cdr_rows(conn, cursor, _rows(count), chunk_rows=1000)
+    return conn, cursor
+
+
+def test_ids_committed_out_of_order_are_not_skipped(
+    db_settings: Settings, reader: CdrStreamReader
+) -> None:
+    from pyspark.sql.streaming.datasource import ReadAllAvailable
+
+    slow, slow_cursor = _open_insert(db_settings, 10)  # holds ids 1..10, not committed
+    try:
+        _insert(db_settings, 10, first=10)  # ids 11..20, committed
+        quick = CdrStreamReader(_options(db_settings, settleSeconds="0"))
+        try:
+            assert quick.latestOffset({"id": 0}, ReadAllAvailable()) == {"id": 0}
+        finally:
+            quick.stop()
+        slow.commit()
+    finally:
+        slow_cursor.close()
+        slow.close()
+    assert reader.latestOffset({"id": 0}, ReadAllAvailable()) == {"id": 20}
+
+
+def test_single_writer_mode_trusts_the_maximum(db_settings: Settings) -> None:
+    from pyspark.sql.streaming.datasource import ReadAllAvailable
+
+    _insert(db_settings, 3)
+    trusting = CdrStreamReader(_options(db_settings, writerCheck="none"))
+    try:
+        assert trusting.latestOffset({"id": 1}, ReadAllAvailable()) == {"id": 3}
+    finally:
+        trusting.stop()
+
+
+# --- streaming queries on a real local Spark -----------------------------------------------
+
+
+def _run_available_now(
+    spark: Any, settings: Settings, checkpoint: Path, max_rows: int | None
+) -> list[list[int]]:
+    """Run the source until it has nothing new; the ids of each non-empty micro-batch."""
+    batches: list[list[int]] = []
+
+    def collect(frame: Any, batch_id: int) -> None:
+        ids = [row.id for row in frame.select("id").collect()]
+        if ids:
+            batches.append(sorted(ids))
+
+    stream = read_cdr_stream(spark, settings, max_rows_per_trigger=max_rows, num_partitions=2)
+    query = (
+        stream.writeStream.foreachBatch(collect)
+        .option("checkpointLocation", str(checkpoint))
+        .trigger(availableNow=True)
+        .start()
+    )
+    query.awaitTermination()
+    assert query.exception() is None
+    return batches
+
+
+@pytest.mark.slow
+def test_every_row_arrives_once_across_triggers_and_restarts(
+    spark: Any, db_settings: Settings, tmp_path: Path
+) -> None:
+    checkpoint = tmp_path / "checkpoint"
+    _insert(db_settings, 50)
+    first = _run_available_now(spark, db_settings, checkpoint, max_rows=12)
+    assert [len(ids) for ids in first] == [12, 12, 12, 12, 2]
+    assert sorted(i for ids in first for i in ids) == list(range(1, 51))
+
+    _insert(db_settings, 7, first=50)
+    again = _run_available_now(spark, db_settings, checkpoint, max_rows=12)
+    assert again == [list(range(51, 58))]
+    assert _run_available_now(spark, db_settings, checkpoint, max_rows=12) == []
+
+
+@pytest.mark.slow
+def test_rows_arrive_with_their_values(spark: Any, db_settings: Settings, tmp_path: Path) -> None:
+    _insert(db_settings, 2)
+    rows: list[Any] = []
+    query = (
+        read_cdr_stream(spark, db_settings)
+        .writeStream.foreachBatch(lambda frame, _: rows.extend(frame.orderBy("id").collect()))
+        .option("checkpointLocation", str(tmp_path / "checkpoint"))
+        .trigger(availableNow=True)
+        .start()
+    )
+    query.awaitTermination()
+    first = rows[0].asDict()
+    assert first["id"] == 1 and first["DP_MSISDN"] == "27710000000"
+    assert first["DP_DATE"] == DAY  # session time zone UTC: the DATETIME as stored
+    assert first["DP_MTC_COUNT"] is None and first["DP_DATA_VOLUME"] == 10.25
+    assert [r.PSEUDO_CHURNED for r in rows] == [0, 1]
+
+
+@pytest.mark.slow
+def test_an_empty_table_gives_no_batch_and_no_error(
+    spark: Any, db_settings: Settings, tmp_path: Path
+) -> None:
+    assert _run_available_now(spark, db_settings, tmp_path / "checkpoint", max_rows=5) == []
+    seen: list[int] = []
+    query = (
+        read_cdr_stream(spark, db_settings, max_rows_per_trigger=5)
+        .writeStream.foreachBatch(lambda frame, _: seen.append(frame.count()))
+        .option("checkpointLocation", str(tmp_path / "continuous"))
+        .trigger(processingTime="100 milliseconds")
+        .start()
+    )
+    try:
+        query.processAllAvailable()
+        assert query.isActive and query.exception() is None
+    finally:
+        query.stop()
+    assert sum(seen) == 0
+
+
+@pytest.mark.slow
+def test_bad_options_fail_when_the_stream_is_defined(spark: Any, db_settings: Settings) -> None:
+    with pytest.raises(CdrSourceOptionError, match="maxRowsPerTrigger"):
+        read_cdr_stream(spark, db_settings, max_rows_per_trigger=0)
+    options = {**cdr_source_options(db_settings), "maxRowsPerTrigger": "0"}
+    with pytest.raises(Exception, match="maxRowsPerTrigger must be a positive") as caught:
+        spark.readStream.format(SOURCE_NAME).options(**options).load()
+    assert "password" not in str(caught.value).lower()
