@@ -13,7 +13,6 @@ facts from here let it do that without losing a row:
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import mysql.connector.errors as mysql_errors
 
@@ -104,12 +103,18 @@ def open_writers(conn: Connection) -> frozenset[int]:
     return frozenset(int(trx_id) for trx_id, _ in rows)
 
 
-def cdr_rows_between(conn: Connection, after: int, until: int, chunk_rows: int) -> Iterator[Any]:
-    """Rows with ``after < id <= until`` in `CDR_STREAM_COLUMNS` order, in lists of
-    at most ``chunk_rows`` rows, streamed from the server (no client-side buffer).
+def cdr_text_rows_between(
+    conn: Connection, after: int, until: int, chunk_rows: int
+) -> Iterator[list[tuple[bytes | None, ...]]]:
+    """Rows with ``after < id <= until`` in `CDR_STREAM_COLUMNS` order, each value the text
+    the server sent (NULL as None), in lists of at most ``chunk_rows`` rows, streamed from
+    the server (no client-side buffer).
+
+    Undecoded: the caller parses whole columns at once (Arrow does it in C++), which halves
+    the fetch time of turning each value into a Python object here.
     """
     try:
-        cursor: Cursor = conn.cursor(buffered=False)
+        cursor: Cursor = conn.cursor(buffered=False, raw=True)
         try:
             cursor.execute(_SELECT_RANGE, (after, until))
             while chunk := cursor.fetchmany(chunk_rows):

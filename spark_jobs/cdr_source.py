@@ -58,7 +58,7 @@ from pyspark.sql.types import StructType
 from config.settings import ConfigError, Settings, load_settings
 from db.cdr_stream import (
     CDR_STREAM_COLUMNS,
-    cdr_rows_between,
+    cdr_text_rows_between,
     max_cdr_id,
     open_writers,
     read_committed,
@@ -311,13 +311,20 @@ def split_id_range(after: int, until: int, parts: int) -> list[IdRange]:
     return [IdRange(low, high) for low, high in itertools.pairwise(bounds)]
 
 
-def rows_to_record_batch(rows: Sequence[Sequence[Any]]) -> pa.RecordBatch:
-    """Rows in `CDR_STREAM_COLUMNS` order as one Arrow batch of `CDR_STREAM_SCHEMA`."""
+def text_rows_to_record_batch(rows: Sequence[Sequence[bytes | None]]) -> pa.RecordBatch:
+    """Rows of server text (`CDR_STREAM_COLUMNS` order, NULL as None) as one Arrow batch of
+    `CDR_STREAM_SCHEMA`, each column parsed at once by Arrow.
+
+    Numbers parse exactly as the driver would (both read the same text); DATETIME text
+    becomes a UTC timestamp of the same wall-clock time.
+    """
     columns = list(zip(*rows, strict=True)) if rows else [()] * len(CDR_STREAM_COLUMNS)
-    arrays = [
-        pa.array(values, type=arrow_field.type)
-        for values, arrow_field in zip(columns, _ARROW_SCHEMA, strict=True)
-    ]
+    arrays = []
+    for values, arrow_field in zip(columns, _ARROW_SCHEMA, strict=True):
+        text = pa.array(values, type=pa.binary()).cast(pa.string())
+        if pa.types.is_timestamp(arrow_field.type):
+            text = text.cast(pa.timestamp(arrow_field.type.unit))
+        arrays.append(text.cast(arrow_field.type))
     return pa.RecordBatch.from_arrays(arrays, schema=_ARROW_SCHEMA)
 
 
@@ -425,10 +432,10 @@ class CdrStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         """The rows of one id slice, fetched in Arrow batches of `fetchRows` rows."""
         assert isinstance(partition, IdRange)
         with connection(self.options.settings()) as conn:
-            for rows in cdr_rows_between(
+            for rows in cdr_text_rows_between(
                 conn, partition.after, partition.until, self.options.fetch_rows
             ):
-                yield rows_to_record_batch(rows)
+                yield text_rows_to_record_batch(rows)
 
     def commit(self, end: dict) -> None:
         """Nothing to release: rows stay in the table; the checkpoint holds the offsets."""

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from config.settings import Settings
 from db.cdr import insert_cdr_rows
@@ -21,8 +22,8 @@ from spark_jobs.cdr_source import (
     IdRange,
     cdr_source_options,
     read_cdr_stream,
-    rows_to_record_batch,
     split_id_range,
+    text_rows_to_record_batch,
 )
 from spark_jobs.schemas import RAW_CDR_SCHEMA
 
@@ -59,11 +60,11 @@ def test_max_rows_per_trigger_must_be_positive(base_settings: Settings, bad: str
 
 
 def test_unknown_and_missing_options_are_named(base_settings: Settings) -> None:
-    with pytest.raises(CdrSourceOptionError, match="unknown option.*maxrowspertriger"):
+    with pytest.raises(CdrSourceOptionError, match=r"unknown option.*maxrowspertriger"):
         _options(base_settings, maxRowsPerTriger="5")
     options = cdr_source_options(base_settings)
     del options["host"]
-    with pytest.raises(CdrSourceOptionError, match="missing option.*host"):
+    with pytest.raises(CdrSourceOptionError, match=r"missing option.*host"):
         CdrSourceOptions.parse(options)
     with pytest.raises(CdrSourceOptionError, match="startingId"):
         _options(base_settings, startingId="-1")
@@ -72,7 +73,7 @@ def test_unknown_and_missing_options_are_named(base_settings: Settings) -> None:
 
 
 def test_options_carry_no_password(base_settings: Settings) -> None:
-    settings = base_settings.model_copy(update={"db_password": "s3cret-pw"})  # type: ignore[dict-item]
+    settings = base_settings.model_copy(update={"db_password": SecretStr("s3cret-pw")})
     options = cdr_source_options(settings, max_rows_per_trigger=10)
     assert "s3cret-pw" not in repr(options)
     assert "s3cret-pw" not in repr(CdrSourceOptions.parse(options))
@@ -89,13 +90,18 @@ def test_split_id_range_covers_the_range_once() -> None:
     assert [(p.after, p.until) for p in parts] == [(100, 433), (433, 767), (767, 1101)]
 
 
-def test_rows_become_one_arrow_batch_of_the_raw_schema() -> None:
-    batch = rows_to_record_batch([(7, *row) for row in _rows(2)])
-    assert batch.num_rows == 2
+def test_server_text_becomes_one_arrow_batch_of_the_raw_schema() -> None:
+    row = [b"7", b"2024-03-01 05:06:07", b"it's\\odd\"", b"4294967295", b"1e-2", None]
+    row += [b"1000000000", b"0", b"3", b"1", b"120.25", b"1"]
+    batch = text_rows_to_record_batch([row, [b"8", b"2024-03-02 00:00:00", b"+27 71"] + [None] * 9])
     assert batch.schema.names == RAW_CDR_SCHEMA.fieldNames()
-    assert batch.column(0).to_pylist() == [7, 7]
-    assert batch.column("DP_MTC_COUNT").null_count == 2
-    assert rows_to_record_batch([]).num_rows == 0
+    first, second = batch.to_pylist()
+    assert first["id"] == 7 and first["DP_MSISDN"] == "it's\\odd\""
+    assert first["DP_DATE"] == datetime(2024, 3, 1, 5, 6, 7, tzinfo=UTC)
+    assert first["DP_MOC_COUNT"] == 4294967295 and first["DP_MOC_DURATION"] == 0.01
+    assert first["DP_MTC_COUNT"] is None and first["PSEUDO_CHURNED"] == 1
+    assert second["DP_DATA_VOLUME"] is None and second["PSEUDO_CHURNED"] is None
+    assert text_rows_to_record_batch([]).num_rows == 0
 
 
 def test_watermark_waits_for_the_writers_open_when_the_maximum_was_read() -> None:
@@ -141,6 +147,21 @@ def test_latest_offset_reads_the_committed_maximum(
     assert parts == [IdRange(20, 22), IdRange(22, 25)]
     batches = [batch for part in parts for batch in reader.read(part)]
     assert [i for batch in batches for i in batch.column("id").to_pylist()] == [21, 22, 23, 24, 25]
+
+
+def test_read_returns_the_stored_values(db_settings: Settings, reader: CdrStreamReader) -> None:
+    odd = (datetime(2024, 1, 3, 4, 5, 6), "it's\\odd\" é", None, 1e-2, 4294967295, 1e9, None)
+    odd += (None, 1, 3.3, None)
+    conn = connect(db_settings)
+    try:
+        with transaction(conn) as cursor:
+            insert_cdr_rows(conn, cursor, [odd], chunk_rows=1)
+    finally:
+        conn.close()
+    (batch,) = [b for part in reader.partitions({"id": 0}, {"id": 1}) for b in reader.read(part)]
+    (row,) = batch.to_pylist()
+    assert row["DP_DATE"] == odd[0].replace(tzinfo=UTC)
+    assert tuple(row.values())[2:] == odd[1:]
 
 
 def _open_insert(settings: Settings, count: int) -> tuple[Connection, Any]:
