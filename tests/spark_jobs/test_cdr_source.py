@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -150,7 +153,15 @@ def test_latest_offset_reads_the_committed_maximum(
 
 
 def test_read_returns_the_stored_values(db_settings: Settings, reader: CdrStreamReader) -> None:
-    odd = (datetime(2024, 1, 3, 4, 5, 6), "it's\\odd\" é", None, 1e-2, 4294967295, 1e9, None)
+    odd: tuple[Any, ...] = (
+        datetime(2024, 1, 3, 4, 5, 6),
+        "it's\\odd\" é",
+        None,
+        1e-2,
+        4294967295,
+        1e9,
+        None,
+    )
     odd += (None, 1, 3.3, None)
     conn = connect(db_settings)
     try:
@@ -292,3 +303,43 @@ def test_bad_options_fail_when_the_stream_is_defined(spark: Any, db_settings: Se
     with pytest.raises(Exception, match="maxRowsPerTrigger must be a positive") as caught:
         spark.readStream.format(SOURCE_NAME).options(**options).load()
     assert "password" not in str(caught.value).lower()
+
+
+@pytest.mark.slow
+def test_concurrent_writers_lose_no_row(spark: Any, db_settings: Settings, tmp_path: Path) -> None:
+    """Two writers whose transactions commit out of id order, read while they write."""
+    seen: list[int] = []
+    query = (
+        read_cdr_stream(spark, db_settings, max_rows_per_trigger=40)
+        .writeStream.foreachBatch(lambda frame, _: seen.extend(r.id for r in frame.collect()))
+        .option("checkpointLocation", str(tmp_path / "checkpoint"))
+        .trigger(processingTime="0 seconds")
+        .start()
+    )
+
+    def write(writer: int) -> None:
+        pause = random.Random(writer)
+        conn = connect(db_settings)
+        try:
+            for batch in range(8):
+                with transaction(conn) as cursor:
+                    insert_cdr_rows(conn, cursor, _rows(15, first=batch * 15), chunk_rows=5)
+                    time.sleep(pause.uniform(0, 0.4))  # ids taken, commit later
+        finally:
+            conn.close()
+
+    try:
+        writers = [threading.Thread(target=write, args=(n,)) for n in range(2)]
+        for thread in writers:
+            thread.start()
+        for thread in writers:
+            thread.join()
+        for _ in range(60):  # other sessions' open writers can hold a trigger back a while
+            query.processAllAvailable()
+            if len(seen) >= 240:
+                break
+            time.sleep(0.5)
+        assert query.exception() is None
+    finally:
+        query.stop()
+    assert sorted(seen) == list(range(1, 241))
