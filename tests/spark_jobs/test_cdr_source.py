@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import random
 import threading
 import time
 from collections.abc import Iterator
@@ -317,29 +316,38 @@ def test_concurrent_writers_lose_no_row(spark: Any, db_settings: Settings, tmp_p
         .start()
     )
 
-    def write(writer: int) -> None:
-        pause = random.Random(writer)
+    holding = threading.Event()
+
+    def slow_writer() -> None:
+        # Takes ids 1..20 first and commits them only after the quick writer's rows landed.
         conn = connect(db_settings)
         try:
-            for batch in range(8):
-                with transaction(conn) as cursor:
-                    insert_cdr_rows(conn, cursor, _rows(15, first=batch * 15), chunk_rows=5)
-                    time.sleep(pause.uniform(0, 0.4))  # ids taken, commit later
+            with transaction(conn) as cursor:
+                insert_cdr_rows(conn, cursor, _rows(20), chunk_rows=20)
+                holding.set()
+                time.sleep(8)
         finally:
             conn.close()
 
+    def quick_writer() -> None:
+        holding.wait()
+        for batch in range(1, 6):
+            _insert(db_settings, 20, first=batch * 20)
+            time.sleep(0.5)
+
     try:
-        writers = [threading.Thread(target=write, args=(n,)) for n in range(2)]
+        query.processAllAvailable()  # running and warm: it will read while the writers write
+        writers = [threading.Thread(target=slow_writer), threading.Thread(target=quick_writer)]
         for thread in writers:
             thread.start()
         for thread in writers:
             thread.join()
         for _ in range(60):  # other sessions' open writers can hold a trigger back a while
             query.processAllAvailable()
-            if len(seen) >= 240:
+            if len(seen) >= 120:
                 break
             time.sleep(0.5)
         assert query.exception() is None
     finally:
         query.stop()
-    assert sorted(seen) == list(range(1, 241))
+    assert sorted(seen) == list(range(1, 121))
