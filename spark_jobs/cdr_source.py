@@ -397,7 +397,9 @@ class CdrStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         if starting == "earliest":
             return {"id": 0}
         if starting == "latest":
-            return {"id": self._planner(max_cdr_id)}
+            # The final watermark, not MAX(id): rows an open transaction commits later, below
+            # MAX(id), land after the start and belong to the stream.
+            return {"id": self._planner(self._committed_watermark, 0)}
         return {"id": int(starting)}
 
     def getDefaultReadLimit(self) -> ReadLimit:
@@ -413,6 +415,8 @@ class CdrStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
     def latestOffset(self, start: dict, limit: ReadLimit) -> dict:
         """The end of the next micro-batch: the final committed maximum, within ``limit``."""
         after = int(start["id"])
+        if self._target is not None and after >= self._target:
+            return {"id": after}  # an `availableNow` run ends here, whatever came since
         end = max(after, self._planner(self._committed_watermark, after))
         if self._target is not None:
             end = min(end, max(after, self._target))
@@ -421,7 +425,7 @@ class CdrStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
         return {"id": end}
 
     def reportLatestOffset(self) -> dict | None:
-        """The committed watermark as last seen (shown in the query's progress)."""
+        """The final committed id as last seen (shown in the query's progress)."""
         return {"id": self._watermark.safe}
 
     def partitions(self, start: dict, end: dict) -> Sequence[InputPartition]:
@@ -448,6 +452,7 @@ class CdrStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
     def _committed_watermark(self, conn: Connection, after: int) -> int:
         committed = max_cdr_id(conn)
         if not self.options.writer_check:
+            self._watermark.safe = max(self._watermark.safe, committed)
             return committed
         if committed <= max(after, self._watermark.safe):
             return self._watermark.safe
