@@ -151,6 +151,19 @@ def test_latest_offset_reads_the_committed_maximum(
     assert [i for batch in batches for i in batch.column("id").to_pylist()] == [21, 22, 23, 24, 25]
 
 
+def test_available_now_stops_at_the_rows_committed_when_it_began(
+    db_settings: Settings, reader: CdrStreamReader
+) -> None:
+    from pyspark.sql.streaming.datasource import ReadMaxRows
+
+    _insert(db_settings, 10)
+    reader.prepareForTriggerAvailableNow()
+    _insert(db_settings, 5, first=10)
+    assert reader.latestOffset({"id": 0}, ReadMaxRows(8)) == {"id": 8}
+    assert reader.latestOffset({"id": 8}, ReadMaxRows(8)) == {"id": 10}
+    assert reader.latestOffset({"id": 10}, ReadMaxRows(8)) == {"id": 10}
+
+
 def test_read_returns_the_stored_values(db_settings: Settings, reader: CdrStreamReader) -> None:
     odd: tuple[Any, ...] = (
         datetime(2024, 1, 3, 4, 5, 6),
