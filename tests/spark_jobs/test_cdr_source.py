@@ -364,3 +364,34 @@ def test_concurrent_writers_lose_no_row(spark: Any, db_settings: Settings, tmp_p
     finally:
         query.stop()
     assert sorted(seen) == list(range(1, 121))
+
+
+@pytest.mark.slow
+def test_a_batch_that_failed_is_replayed_with_the_same_rows(
+    spark: Any, db_settings: Settings, tmp_path: Path
+) -> None:
+    attempts: list[tuple[int, list[int]]] = []
+    crash = [True]
+
+    def flaky(frame: Any, batch_id: int) -> None:
+        attempts.append((batch_id, sorted(row.id for row in frame.select("id").collect())))
+        if batch_id == 1 and crash[0]:
+            raise RuntimeError("crash inside batch 1")
+
+    def run() -> Any:
+        return (
+            read_cdr_stream(spark, db_settings, max_rows_per_trigger=10)
+            .writeStream.foreachBatch(flaky)
+            .option("checkpointLocation", str(tmp_path / "checkpoint"))
+            .trigger(availableNow=True)
+            .start()
+        )
+
+    _insert(db_settings, 30)
+    with pytest.raises(Exception, match="crash inside batch 1"):
+        run().awaitTermination()
+    _insert(db_settings, 5, first=30)
+    crash[0] = False
+    run().awaitTermination()
+    ids = [list(range(first, first + 10)) for first in (1, 11, 11, 21)] + [list(range(31, 36))]
+    assert attempts == list(zip([0, 1, 1, 2, 3], ids, strict=True))
