@@ -4,6 +4,8 @@ The streaming source (`spark_jobs/cdr_source.py`) admits `DP_CDR_Data` rows by `
 facts from here let it do that without losing a row:
 
 * :func:`max_cdr_id`, the highest *committed* id, read in READ COMMITTED;
+* :func:`id_window`, the highest committed id and the row count after an id, in one read:
+  when they match, no id below that maximum is missing, so none can still commit;
 * :func:`open_writers`, the transactions that are writing anywhere in the server. Under
   concurrent writers auto-increment ids commit out of order (a transaction can hold ids
   below another's committed ones), so a committed maximum is only final once every
@@ -23,6 +25,8 @@ from db.schema import CDR_COLUMNS
 CDR_STREAM_COLUMNS: tuple[str, ...] = ("id", *CDR_COLUMNS)
 
 _MAX_ID = "SELECT COALESCE(MAX(id), 0) FROM DP_CDR_Data"
+_ID_WINDOW = "SELECT MAX(id), COUNT(*) FROM DP_CDR_Data WHERE id > %s AND id <= %s"
+_MAX_UNSIGNED_BIGINT = 2**64 - 1
 # Writers only: a transaction that inserts takes an intention lock on its table first, so
 # it shows `trx_tables_locked > 0` before it holds an id. Plain readers (autocommit off,
 # idle after a SELECT) hold no table lock and must not stall the stream.
@@ -74,6 +78,23 @@ def max_cdr_id(conn: Connection) -> int:
     except mysql_errors.Error as exc:
         raise _translate(exc) from exc
     return int(value)
+
+
+def id_window(conn: Connection, after: int, until: int | None = None) -> tuple[int, int]:
+    """The highest committed id in ``(after, until]`` (``after`` when none) and how many
+    committed rows that range holds, both from one snapshot.
+    """
+    try:
+        cursor: Cursor = conn.cursor()
+        try:
+            cursor.execute(_ID_WINDOW, (after, _MAX_UNSIGNED_BIGINT if until is None else until))
+            highest, count = cursor.fetchone()
+        finally:
+            cursor.close()
+        conn.commit()
+    except mysql_errors.Error as exc:
+        raise _translate(exc) from exc
+    return (after if highest is None else int(highest)), int(count)
 
 
 def open_writers(conn: Connection) -> frozenset[int]:

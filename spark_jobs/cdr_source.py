@@ -12,14 +12,17 @@ Spark has no MySQL streaming source, so this one is written with
 **Out-of-order commits.** Auto-increment ids are handed out when rows are inserted, not
 when they commit: with two writers, a transaction can still hold ids 100-199 when another
 has committed 200-299. Reading up to ``MAX(id)`` = 299 then would skip 100-199 for good.
-With ``writerCheck=innodb_trx`` (the default) the reader therefore notes, with each committed
-maximum, the transactions that were writing at that moment (`information_schema.INNODB_TRX`)
-and admits the maximum only once all of them have ended. A writer of 10k-row transactions
-delays admission by about one transaction; the cost is a 0.15 s pause per trigger that finds
-new rows (InnoDB refreshes that view every 0.1 s). The view is server-wide (MariaDB does not
-say which table a transaction writes), so any writer delays the watermark, never loses a row.
-It needs the PROCESS privilege; ``writerCheck=none`` trusts ``MAX(id)`` as is, which is right
-for a single writer (the ingest service inserts each batch in one transaction).
+So each trigger first counts the committed rows after its start (one range read, capped
+like the batch): when no id is missing up to the highest one, that maximum is final. Only
+when ids are missing (a transaction still holds them, or rolled back) does the reader, with
+``writerCheck=innodb_trx`` (the default), note the transactions writing at that moment
+(`information_schema.INNODB_TRX`) and admit the maximum once all of them have ended. That
+slow path costs a 0.15 s pause (InnoDB refreshes that view every 0.1 s) plus the wait for
+those writers (at most ``settleSeconds`` per trigger; later triggers keep waiting). The view
+is server-wide (MariaDB does not say which table a transaction writes), so an unrelated
+writer can delay the watermark, never lose a row. It needs the PROCESS privilege;
+``writerCheck=none`` trusts ``MAX(id)`` as is, which is right for a single writer (the
+ingest service inserts each batch in one transaction).
 
 **Admission control** caps the id span of a trigger: a micro-batch holds at most
 ``maxRowsPerTrigger`` rows, fewer when ids have gaps (rolled-back inserts). Counting rows
@@ -59,6 +62,7 @@ from config.settings import ConfigError, Settings, load_settings
 from db.cdr_stream import (
     CDR_STREAM_COLUMNS,
     cdr_text_rows_between,
+    id_window,
     max_cdr_id,
     open_writers,
     read_committed,
@@ -415,14 +419,14 @@ class CdrStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
     def latestOffset(self, start: dict, limit: ReadLimit) -> dict:
         """The end of the next micro-batch: the final committed maximum, within ``limit``."""
         after = int(start["id"])
-        if self._target is not None and after >= self._target:
-            return {"id": after}  # an `availableNow` run ends here, whatever came since
-        end = max(after, self._planner(self._committed_watermark, after))
+        bounds = [after + limit.max_rows] if isinstance(limit, ReadMaxRows) else []
         if self._target is not None:
-            end = min(end, max(after, self._target))
-        if isinstance(limit, ReadMaxRows):
-            end = min(end, after + limit.max_rows)
-        return {"id": end}
+            bounds.append(self._target)
+        until = min(bounds, default=None)
+        if until is not None and until <= after:
+            return {"id": after}  # an `availableNow` run ends here, whatever came since
+        end = max(after, self._planner(self._final_id, after, until))
+        return {"id": end if until is None else min(end, until)}
 
     def reportLatestOffset(self) -> dict | None:
         """The final committed id as last seen (shown in the query's progress)."""
@@ -448,6 +452,16 @@ class CdrStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
     def stop(self) -> None:
         """Close the planning connection."""
         self._close()
+
+    def _final_id(self, conn: Connection, after: int, until: int | None) -> int:
+        if self.options.writer_check:
+            highest, rows = id_window(conn, after, until)
+            if rows == highest - after:
+                # No id is missing up to `highest`, so no open transaction holds one: final
+                # without asking which transactions are open (one range count, no wait).
+                self._watermark.safe = max(self._watermark.safe, highest)
+                return highest
+        return self._committed_watermark(conn, after)
 
     def _committed_watermark(self, conn: Connection, after: int) -> int:
         committed = max_cdr_id(conn)

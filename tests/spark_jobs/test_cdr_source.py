@@ -214,6 +214,24 @@ def test_ids_committed_out_of_order_are_not_skipped(
     assert reader.latestOffset({"id": 0}, ReadAllAvailable()) == {"id": 20}
 
 
+def test_ids_of_a_rolled_back_insert_do_not_stall_the_stream(
+    db_settings: Settings, reader: CdrStreamReader
+) -> None:
+    from pyspark.sql.streaming.datasource import ReadAllAvailable, ReadMaxRows
+
+    _insert(db_settings, 5)
+    conn, cursor = _open_insert(db_settings, 5)  # takes ids 6..10
+    conn.rollback()
+    cursor.close()
+    conn.close()
+    _insert(db_settings, 5, first=10)  # ids 11..15
+    assert reader.latestOffset({"id": 0}, ReadMaxRows(5)) == {"id": 5}  # no id missing
+    assert reader.latestOffset({"id": 5}, ReadAllAvailable()) == {"id": 15}
+    parts = reader.partitions({"id": 5}, {"id": 15})
+    ids = [i for part in parts for batch in reader.read(part) for i in batch["id"].to_pylist()]
+    assert ids == [11, 12, 13, 14, 15]
+
+
 def test_single_writer_mode_trusts_the_maximum(db_settings: Settings) -> None:
     from pyspark.sql.streaming.datasource import ReadAllAvailable
 
