@@ -25,9 +25,9 @@ writer can delay the watermark, never lose a row. It needs the PROCESS privilege
 ingest service inserts each batch in one transaction).
 
 **Admission control** caps the id span of a trigger: a micro-batch holds at most
-``maxRowsPerTrigger`` rows, fewer when ids have gaps (rolled-back inserts). Counting rows
-would cost a range scan per trigger for a difference that the loaders' consecutive ids
-make negligible.
+``maxRowsPerTrigger`` rows, fewer when ids have gaps (rolled-back inserts, rare with the
+loaders' one-transaction batches). It also bounds the trigger's range count; without it the
+first trigger of a query started on a large backlog counts the whole backlog once.
 
 **The password** never travels in the options (which Spark keeps in plans and logs): the
 options name the server, account and database, and each Python worker reads the password
