@@ -173,8 +173,14 @@ def server_version(conn: Connection) -> str:
     return str(version)
 
 
-def ping(settings: Settings) -> None:
-    """Raise :class:`DatabaseUnavailable` or :class:`DatabaseError` unless the database answers."""
-    with connection(settings) as conn, transaction(conn) as cursor:
+def ping(settings: Settings, timeout: float | None = None) -> None:
+    """Raise :class:`DatabaseUnavailable` or :class:`DatabaseError` unless the database answers.
+
+    Args:
+        settings: The connection settings.
+        timeout: Give up after this many seconds on a server that accepts but does not answer
+            (a hung server), instead of waiting for the operating system.
+    """
+    with connection(settings, statement_timeout=timeout) as conn, transaction(conn) as cursor:
         cursor.execute("SELECT 1")
         cursor.fetchall()
