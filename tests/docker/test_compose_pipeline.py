@@ -20,12 +20,13 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -171,6 +172,17 @@ def published_ports(service: Mapping[str, Any]) -> list[int]:
 # --- Running them as local processes ------------------------------------------------------
 
 
+def free_ports(candidates: Iterable[int]) -> Iterator[int]:
+    """The ports of ``candidates`` that nothing listens on when they are asked for."""
+    for port in candidates:
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        yield port
+
+
 @dataclass
 class Localizer:
     """Maps the compose network's addresses to this machine's.
@@ -180,7 +192,7 @@ class Localizer:
     """
 
     ports: dict[tuple[str, int], int] = field(default_factory=dict)
-    _free: Iterator[int] = field(default_factory=lambda: iter(PORT_RANGE))
+    _free: Iterator[int] = field(default_factory=lambda: free_ports(PORT_RANGE))
 
     def publish(self, name: str, service: Mapping[str, Any]) -> None:
         for port in published_ports(service):
