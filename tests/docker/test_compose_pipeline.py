@@ -490,9 +490,13 @@ def test_compose_up_reaches_predictions_and_a_monitoring_run(
         "SELECT MIN(as_of_date), MAX(as_of_date), COUNT(*) FROM model_predictions "
         "WHERE period = 'analysis'",
     )
-    # `make demo`'s end state: March and the ten streamed April days scored.
-    assert analysed[0][:2] == (date(2024, 3, 1), date(2024, 4, 10))
-    assert analysed[0][2] > 0
+    # `make demo`'s end state: March (the seeded days after the model's test window) and the
+    # streamed April days scored. How many days the stream's rows make depends on the seed's
+    # population, so only its start is fixed.
+    first, last, rows = analysed[0]
+    assert first == date(2024, 3, 1)
+    assert last > date(2024, 3, 31)
+    assert rows > 0
     version, trigger, status = _wait_for_monitoring_run(run, settings)
     assert (trigger, status) == ("poller", "succeeded"), run.log_tail("poller")
 
