@@ -44,6 +44,9 @@ $(STAMP): pyproject.toml $(LOCK)
 
 venv: $(STAMP)
 
+$(LOCK):
+	@echo "error: $(LOCK) is missing; \`make lock\` generates it from pyproject.toml" >&2; exit 1
+
 # pyproject.toml's [build-system] requires, one a line.
 BUILD_REQUIRES := import tomllib; print(*tomllib.load(open("pyproject.toml", "rb"))["build-system"]["requires"], sep="\n")
 
