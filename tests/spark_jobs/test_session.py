@@ -77,6 +77,10 @@ def test_the_log4j_pattern_is_python_s_log_format() -> None:
     assert pattern.startswith("%d{HH:mm:ss} %level{WARN=WARNING")
     assert pattern.endswith("} %c: %m%n")
     levels = dict(re.findall(r"^logger\.(\w+)\.name = (\S+)$", text, re.M))
-    chatter = {"org.apache.hadoop.util.NativeCodeLoader", "org.apache.spark.scheduler.DAGScheduler"}
+    chatter = {
+        "org.apache.hadoop.util.NativeCodeLoader",
+        "org.apache.spark.scheduler.DAGScheduler",
+        "org.apache.spark.util.SparkStringUtils",
+    }
     assert chatter <= set(levels.values())
     assert text.count("${sys:cdr.spark.chatter:-ERROR}") == len(chatter)
