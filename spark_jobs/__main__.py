@@ -39,6 +39,9 @@ _RANGE_KEYS = {
 }
 
 
+_CONFIG_HELP = "the JSON file with the dates; when omitted, the CONFIG_PATH setting"
+
+
 def _parser() -> argparse.ArgumentParser:
     cli = parser("python -m spark_jobs", __doc__)
     cli.add_argument(
@@ -52,8 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_date_range(
         analysis,
-        start_help="first raw date, YYYY-MM-DD (default: start_date of the config file)",
-        end_help="last raw date, YYYY-MM-DD (default: end_date of the config file)",
+        config_help=_CONFIG_HELP,
+        start_help="first raw date, YYYY-MM-DD; overrides start_date of the config file",
+        end_help="last raw date, YYYY-MM-DD; overrides end_date of the config file",
     )
     model = commands.add_parser(
         "model",
@@ -62,8 +66,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_date_range(
         model,
-        start_help="first processed date, YYYY-MM-DD (default: processed_start of the config)",
-        end_help="last processed date, YYYY-MM-DD (default: processed_end of the config)",
+        config_help=_CONFIG_HELP,
+        start_help="first processed date, YYYY-MM-DD; overrides processed_start of the config",
+        end_help="last processed date, YYYY-MM-DD; overrides processed_end of the config",
     )
     score = commands.add_parser(
         "score",
@@ -74,8 +79,8 @@ def _parser() -> argparse.ArgumentParser:
         score,
         config_help="the JSON run configuration, checked when given; score's dates come "
         "from the model and Processed_Data, not from it",
-        start_help="first date, YYYY-MM-DD (default: the day after the model's test window)",
-        end_help="last date, YYYY-MM-DD (default: the latest date in Processed_Data)",
+        start_help="first date, YYYY-MM-DD; when omitted, the day after the model's test window",
+        end_help="last date, YYYY-MM-DD; when omitted, the latest date in Processed_Data",
     )
     return cli
 
