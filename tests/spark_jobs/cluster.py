@@ -16,10 +16,11 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -40,7 +41,7 @@ class SparkCluster:
     worker_memory: str
     log_dir: Path
 
-    def state(self) -> dict[str, object]:
+    def state(self) -> dict[str, Any]:
         """The master's JSON status (workers, applications)."""
         with urllib.request.urlopen(f"{self.ui_url}/json", timeout=5) as answer:
             return dict(json.load(answer))
@@ -103,13 +104,15 @@ def _stop(process: subprocess.Popen[bytes]) -> None:
             continue
 
 
-def _wait_for(condition: str, check: object, process: subprocess.Popen[bytes], log: Path) -> None:
+def _wait_for(
+    condition: str, check: Callable[[], bool], process: subprocess.Popen[bytes], log: Path
+) -> None:
     deadline = time.monotonic() + _START_TIMEOUT
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"{condition}: the process exited\n{log.read_text()[-4000:]}")
         try:
-            if check():  # type: ignore[operator]
+            if check():
                 return
         except (OSError, urllib.error.URLError, ValueError):
             pass
@@ -142,7 +145,7 @@ def standalone_cluster(folder: Path) -> Iterator[SparkCluster]:
                 master_log,
             )
         )
-        _wait_for("the Spark master", cluster.state, master, master_log)
+        _wait_for("the Spark master", lambda: "workers" in cluster.state(), master, master_log)
         worker_log = folder / "worker.log"
         worker = stack.enter_context(
             _daemon(
@@ -167,8 +170,8 @@ def standalone_cluster(folder: Path) -> Iterator[SparkCluster]:
         )
 
         def worker_alive() -> bool:
-            workers = cluster.state().get("workers", [])
-            return any(w.get("state") == "ALIVE" for w in workers)  # type: ignore[union-attr]
+            workers: list[dict[str, Any]] = cluster.state().get("workers", [])
+            return any(w.get("state") == "ALIVE" for w in workers)
 
         _wait_for("the Spark worker", worker_alive, worker, worker_log)
         yield cluster
