@@ -101,6 +101,11 @@ class Settings(BaseSettings):
     spark_master: str = "local[*]"
     spark_driver_memory: str = Field("4g", pattern=r"^\d+[kmgt]$")
     spark_executor_memory: str = Field("4g", pattern=r"^\d+[kmgt]$")
+    # On a cluster master, how long a job waits for its first executor before it stops with
+    # an error (a cluster too small for SPARK_EXECUTOR_MEMORY never grants one).
+    spark_executor_wait_seconds: float = Field(120, gt=0)
+    # Show Spark's own INFO lines (log4j profile, task binaries, ...); warnings always show.
+    spark_verbose: bool = False
     # None: sized from the data by each job (about one partition per 250k rows, 2 at least).
     spark_shuffle_partitions: int | None = Field(None, gt=0)
     jdbc_jar: Path = Path("/usr/share/java/mariadb-java-client.jar")
