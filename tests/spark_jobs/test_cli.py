@@ -80,7 +80,7 @@ def test_an_unreachable_server_exits_1_and_a_bad_db_name_exits_2(
     monkeypatch.delenv("DB_PORT")
     monkeypatch.setenv("DB_NAME", "my-db")
     assert spark_main(["model"]) == 2
-    assert "db_name" in capsys.readouterr().err
+    assert "DB_NAME" in capsys.readouterr().err
     assert no_spark == []
 
 
