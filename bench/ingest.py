@@ -132,7 +132,9 @@ _CSV_NULL = r"\N"
 _CSV_DATETIME = "%Y-%m-%d %H:%M:%S"
 # Characters that make a string field need enclosing and escaping under `load_cdr_csv`'s
 # FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '"' (escape character: backslash).
-_CSV_SPECIAL = (",", '"', "\\", "\n", "\r")
+_CSV_SPECIAL = (",", '"', "\\", "\n", "\r", "\0")
+# Backslash first: the others' escapes start with one.
+_CSV_ESCAPES = (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\0", "\\0"))
 
 
 class BenchError(Exception):
@@ -211,11 +213,15 @@ def _csv_strings(values: list[Any]) -> list[str]:
     if not any(special in joined for special in _CSV_SPECIAL):
         return texts
     return [
-        text
-        if value is None or value != value
-        else '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        text if value is None or value != value else f'"{_escaped(text)}"'
         for value, text in zip(values, texts, strict=True)
     ]
+
+
+def _escaped(text: str) -> str:
+    for special, escape in _CSV_ESCAPES:
+        text = text.replace(special, escape)
+    return text
 
 
 def csv_text(frame: pd.DataFrame) -> str:
