@@ -9,8 +9,10 @@ import pytest
 
 from config.settings import Settings
 from db.cdr import frame_to_rows, insert_cdr_rows
-from db.connection import connect, transaction
+from db.connection import Connection, connect, transaction
+from db.ingest_log import Source, register_source, write_batch
 from db.schema import CDR_COLUMNS
+from tests.table_digest import table_snapshot
 
 ROWS = [
     (datetime(2024, 1, 1, 0, 0, 1), "27710000001", 3, 5.5, 2, 4.0, 1, 0, 4, 120.25, 0),
@@ -60,3 +62,36 @@ def test_frame_to_rows_gives_plain_values() -> None:
     assert rows[1][4] is None and rows[2][4] == 4294967295
     assert isinstance(rows[0][0], datetime) and rows[0][0] == ROWS[0][0]
     assert rows[2][10] is None and rows[0][10] == 0
+
+
+def _registered(settings: Settings, source_id: str) -> Connection:
+    conn = connect(settings)
+    register_source(conn, Source(source_id, "stream", "test", {}, total_batches=1))
+    return conn
+
+
+def test_a_batch_written_again_changes_nothing(db_settings: Settings) -> None:
+    conn = _registered(db_settings, "s1")
+    try:
+        assert write_batch(conn, "s1", 0, ROWS, chunk_rows=2)
+        before = [table_snapshot(db_settings, t) for t in ("DP_CDR_Data", "ingest_batches")]
+
+        assert not write_batch(conn, "s1", 0, ROWS, chunk_rows=2)
+    finally:
+        conn.close()
+
+    assert [table_snapshot(db_settings, t) for t in ("DP_CDR_Data", "ingest_batches")] == before
+
+
+def test_a_changed_value_changes_the_snapshot_but_not_the_count(db_settings: Settings) -> None:
+    conn = _registered(db_settings, "s1")
+    try:
+        write_batch(conn, "s1", 0, ROWS, chunk_rows=2)
+        before = table_snapshot(db_settings, "DP_CDR_Data")
+        with transaction(conn) as cursor:
+            cursor.execute("UPDATE DP_CDR_Data SET DP_MOC_DURATION = 5.25 WHERE id = 1")
+    finally:
+        conn.close()
+
+    after = table_snapshot(db_settings, "DP_CDR_Data")
+    assert after.rows == before.rows and after.sha256 != before.sha256
