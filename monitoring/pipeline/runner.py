@@ -20,7 +20,7 @@ from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, get_args
 
 import pandas as pd
 from pydantic import ValidationError
@@ -48,7 +48,7 @@ from db.monitoring import (
     store_run,
 )
 from monitoring.compute.result import MonitoringRun, RunTrigger
-from monitoring.compute.spec import MIN_CHUNK_ROWS, Chunking, ColumnMapping
+from monitoring.compute.spec import MIN_CHUNK_ROWS, AlertPolicy, Chunking, ColumnMapping
 from monitoring.errors import (
     InputError,
     InsufficientDataError,
@@ -66,6 +66,9 @@ STAGES = ("load", "monitor", "store", "report")
 _VERSION = re.compile(VERSION_PATTERN)
 _FEATURE_TYPES = ("continuous", "categorical")
 
+Detail = Literal["compact", "full"]
+DETAILS: tuple[str, ...] = get_args(Detail)
+
 
 @dataclass(frozen=True)
 class RunSpec:
@@ -76,11 +79,13 @@ class RunSpec:
         min_chunk_rows: Smaller chunks get a warning; the reference needs this many rows.
         label_delay_days: Days `Processed_Data` must reach past a prediction for its label
             to count as known.
+        policy: How alert thresholds are set (direction, false-alarm rates).
     """
 
     chunking: Chunking = field(default_factory=Chunking)
     min_chunk_rows: int = MIN_CHUNK_ROWS
     label_delay_days: int = 14
+    policy: AlertPolicy = field(default_factory=AlertPolicy)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RunSpec:
@@ -94,6 +99,7 @@ class RunSpec:
             chunking=chunking,
             min_chunk_rows=settings.monitoring_min_chunk_rows,
             label_delay_days=settings.monitoring_label_delay_days,
+            policy=AlertPolicy(direction=settings.monitoring_alert_direction),
         )
 
 
@@ -147,13 +153,14 @@ class CompletedRun:
     seconds: Mapping[str, float]
     report: ReportFiles
 
-    def to_json(self, output_dir: Path) -> dict[str, Any]:
+    def to_json(self, output_dir: Path, detail: Detail = "full") -> dict[str, Any]:
         """The run as JSON data, for the HTTP and CLI edges.
 
         Keys: ``run_id``, ``model_version``, ``run`` (trigger, times, watermark, stage
-        seconds), ``report`` (files relative to ``output_dir``), then
-        `MonitoringResult.to_json`'s ``summary``, ``metrics``, ``drift``, ``data_quality``,
-        ``alerts`` and ``warnings``.
+        seconds), ``report`` (files relative to ``output_dir``), then the result's: with
+        ``detail="compact"`` `MonitoringResult.to_compact_json` (verdicts, alert counts,
+        latest metrics, only the drift and data-quality statistics that alerted), with
+        ``"full"`` `MonitoringResult.to_json` (every figure of every chunk).
         """
         report: dict[str, Any] = {
             "folder": None
@@ -165,6 +172,7 @@ class CompletedRun:
         }
         if self.report.error is not None:
             report["error"] = self.report.error
+        result = self.run.result
         return {
             "run_id": self.run_id,
             "model_version": self.run.model_version,
@@ -176,7 +184,7 @@ class CompletedRun:
                 "seconds": {stage: round(value, 3) for stage, value in self.seconds.items()},
             },
             "report": report,
-            **self.run.result.to_json(),
+            **(result.to_json() if detail == "full" else result.to_compact_json()),
         }
 
 
@@ -327,6 +335,7 @@ def monitor(
         inputs.mapping,
         spec.chunking,
         min_chunk_rows=spec.min_chunk_rows,
+        policy=spec.policy,
     )
     return MonitoringRun(
         model_version=inputs.model_version,
@@ -484,7 +493,7 @@ def _log_run(completed: CompletedRun) -> None:
         result.analysis_rows,
         result.labelled_rows,
         len(result.chunks),
-        result.alert_counts()["total"],
+        result.total_alerts,
         ", ".join(f"{stage} {seconds[stage]:.1f} s" for stage in STAGES if stage in seconds),
     )
 
