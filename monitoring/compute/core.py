@@ -61,9 +61,9 @@ from monitoring.compute.result import (
 )
 from monitoring.compute.spec import (
     DEFAULT_CATEGORICAL_METHOD,
-    AlertPolicy,
     DEFAULT_CONTINUOUS_METHOD,
     MIN_CHUNK_ROWS,
+    AlertPolicy,
     CategoricalMethod,
     Chunking,
     ColumnMapping,
@@ -100,6 +100,7 @@ class AlertThresholds:
     metrics: dict[str, Bounds]
     univariate: dict[str, Bounds]
     multivariate: Bounds
+
 
 log = logging.getLogger(__name__)
 

@@ -361,7 +361,7 @@ class MonitoringResult:
 
     def verdict_counts(self) -> dict[str, int]:
         """Chunks per verdict, every verdict of `VERDICTS` present (0 when none)."""
-        counts = dict.fromkeys(VERDICTS, 0)
+        counts: dict[str, int] = dict.fromkeys(VERDICTS, 0)
         for verdict in self.verdicts():
             counts[verdict.verdict] += 1
         return counts

@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 
 from monitoring.compute.chunking import ChunkBounds
-from monitoring.compute.spec import AlertDirection, AlertPolicy, Chunking
+from monitoring.compute.spec import AlertDirection, Chunking
 
 # Synthetic chunk starts of the resamples: a Monday, so weekly chunks line up.
 _BOOTSTRAP_EPOCH = pd.Timestamp("2000-01-03")
@@ -91,9 +91,7 @@ def bootstrap_reference(
     return resampled
 
 
-def performance_bounds(
-    values: np.ndarray, rate: float, direction: AlertDirection
-) -> Bounds:
+def performance_bounds(values: np.ndarray, rate: float, direction: AlertDirection) -> Bounds:
     """The band of a performance metric from its bootstrap values.
 
     Args:
