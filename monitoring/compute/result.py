@@ -377,10 +377,7 @@ class MonitoringResult:
             "summary": self._summary_json(),
             "verdict": verdicts[-1].to_json() if verdicts else None,
             "verdicts": dict(self.verdict_counts()),
-            "chunks": [
-                {**_chunk_json(chunk), **verdict.to_json()}
-                for chunk, verdict in zip(self.chunks, verdicts, strict=True)
-            ],
+            "chunks": _verdict_chunks(self.chunks, verdicts),
             "alerts": self.alert_counts(),
             "metrics": {
                 series.name: {
@@ -458,10 +455,7 @@ class MonitoringResult:
             "summary": self._summary_json(),
             "verdict": verdicts[-1].to_json() if verdicts else None,
             "verdicts": dict(self.verdict_counts()),
-            "chunks": [
-                {**_chunk_json(chunk), **verdict.to_json()}
-                for chunk, verdict in zip(self.chunks, verdicts, strict=True)
-            ],
+            "chunks": _verdict_chunks(self.chunks, verdicts),
             "metrics": {series.name: self._metric_json(series) for series in self.metrics},
             "drift": {
                 "univariate": {
@@ -628,6 +622,15 @@ def _chunk_json(chunk: ChunkSummary) -> dict[str, Any]:
         "chunk_rows": chunk.chunk_rows,
         "labelled_rows": chunk.labelled_rows,
     }
+
+
+def _verdict_chunks(
+    chunks: tuple[ChunkSummary, ...], verdicts: tuple[ChunkVerdict, ...]
+) -> list[dict[str, Any]]:
+    return [
+        {**_chunk_json(chunk), "verdict": verdict.verdict, "reasons": list(verdict.reasons)}
+        for chunk, verdict in zip(chunks, verdicts, strict=True)
+    ]
 
 
 def _alerting_json(series: StatisticSeries, chunk_keys: list[str]) -> dict[str, Any]:

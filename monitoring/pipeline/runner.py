@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import pandas as pd
 from pydantic import ValidationError
@@ -57,6 +59,9 @@ from monitoring.errors import (
     RunInProgressError,
 )
 
+if TYPE_CHECKING:
+    from monitoring.compute.core import FittedMonitor
+
 log = logging.getLogger(__name__)
 
 # Model versions name a folder under OUTPUT_DIR: letters, digits, '_', '.', '-', no '/'.
@@ -65,6 +70,14 @@ REPORT_SUBDIR = "monitoring"
 STAGES = ("load", "monitor", "store", "report")
 _VERSION = re.compile(VERSION_PATTERN)
 _FEATURE_TYPES = ("continuous", "categorical")
+
+# The fitted monitors of the latest versions, by `_fit_key`: most of a run's cost (CBPE's
+# calibration and the bootstrap of the thresholds) depends on the reference only, so the
+# service and the poller fit a version once. An entry is taken out while a run uses it: a
+# NannyML calculator must not serve two threads at once.
+_FITTED: OrderedDict[tuple[Any, ...], FittedMonitor] = OrderedDict()
+_FITTED_LOCK = threading.Lock()
+_FITTED_MAX = 4
 
 Detail = Literal["compact", "full"]
 DETAILS: tuple[str, ...] = get_args(Detail)
@@ -327,16 +340,26 @@ def monitor(
     """
     check_inputs(inputs)
     # NannyML takes seconds to import: pay for it on the first run, not on import.
-    from monitoring.compute.core import run_monitoring
+    from monitoring.compute.core import fit_monitor
+    from monitoring.compute.prepare import check_analysis
 
-    result = run_monitoring(
-        inputs.reference,
-        inputs.analysis,
-        inputs.mapping,
-        spec.chunking,
-        min_chunk_rows=spec.min_chunk_rows,
-        policy=spec.policy,
-    )
+    check_analysis(inputs.analysis, inputs.mapping)
+    key = _fit_key(inputs, spec)
+    with _FITTED_LOCK:
+        fitted = _FITTED.pop(key, None)
+    if fitted is None:
+        fitted = fit_monitor(
+            inputs.reference,
+            inputs.mapping,
+            spec.chunking,
+            min_chunk_rows=spec.min_chunk_rows,
+            policy=spec.policy,
+        )
+    result = fitted.calculate(inputs.analysis)
+    with _FITTED_LOCK:
+        _FITTED[key] = fitted
+        while len(_FITTED) > _FITTED_MAX:
+            _FITTED.popitem(last=False)
     return MonitoringRun(
         model_version=inputs.model_version,
         trigger=trigger,
@@ -344,6 +367,20 @@ def monitor(
         finished_at=(clock or utcnow)(),
         watermark_id=inputs.watermark_id,
         result=result,
+    )
+
+
+def _fit_key(inputs: MonitorInputs, spec: RunSpec) -> tuple[Any, ...]:
+    # The reference of a model version does not change, but the key says so rather than
+    # trusting it: a hash of its rows costs milliseconds, a fit seconds.
+    digest = int(pd.util.hash_pandas_object(inputs.reference, index=False).sum())
+    return (
+        inputs.model_version,
+        digest,
+        inputs.mapping.model_dump_json(),
+        spec.chunking,
+        spec.min_chunk_rows,
+        spec.policy,
     )
 
 
