@@ -371,36 +371,62 @@ def fit_thresholds(
         policy: The false-alarm rates and the number of resamples.
     """
     samples = policy.bootstrap_samples
-    resampled = bootstrap_reference(
-        frame, bounds, chunking, mapping.timestamp, samples, policy.seed
-    )
-    resampled_bounds = chunk_bounds(resampled[mapping.timestamp].to_numpy(), chunking)
-    if len(resampled_bounds) != samples:
-        raise RuntimeError(f"{samples} resamples were cut into {len(resampled_bounds)} chunks")
-    realized = realized_performance(
-        chunk_ids(resampled_bounds, len(resampled)),
+    performance_columns = [mapping.timestamp, mapping.y_true, mapping.y_pred_proba, mapping.y_pred]
+    pooled = bootstrap_reference(
+        frame[performance_columns],
+        bounds,
+        chunking,
+        mapping.timestamp,
         samples,
-        resampled[mapping.y_true].to_numpy(),
-        resampled[mapping.y_pred_proba].to_numpy(),
-        resampled[mapping.y_pred].to_numpy(),
+        policy.seed,
+        pooled=True,
     )
+    realized = _realized(pooled, _resample_bounds(pooled, mapping, chunking, samples), mapping)
+    chunk_realized = _realized(frame, bounds, mapping)
     per_metric = policy.performance_rate / len(METRICS)
     metrics = {
-        name: performance_bounds(realized.metrics[name], per_metric, policy.direction)
+        name: performance_bounds(
+            realized.metrics[name], chunk_realized.metrics[name], per_metric, policy.direction
+        )
         for name in METRICS
     }
-    null_drift = univariate_drift(univariate, resampled, mapping)
+    by_chunk = bootstrap_reference(
+        frame, bounds, chunking, mapping.timestamp, samples, policy.seed, pooled=False
+    )
+    _resample_bounds(by_chunk, mapping, chunking, samples)
+    null_drift = univariate_drift(univariate, by_chunk, mapping)
     per_feature = policy.univariate_rate / max(1, len(null_drift))
     univariate_bounds = {
         series.subject: distance_bound(np.array(series.values), per_feature)
         for series in null_drift
         if series.method in _DISTANCE_METHODS
     }
-    null_error = multivariate_drift(multivariate, resampled, mapping)
+    null_error = multivariate_drift(multivariate, by_chunk, mapping).values
     return AlertThresholds(
         metrics=metrics,
         univariate=univariate_bounds,
-        multivariate=upper_bound(np.array(null_error.values), policy.multivariate_rate),
+        multivariate=upper_bound(np.array(null_error), policy.multivariate_rate),
+    )
+
+
+def _resample_bounds(
+    resampled: pd.DataFrame, mapping: ColumnMapping, chunking: Chunking, samples: int
+) -> list[ChunkBounds]:
+    bounds = chunk_bounds(resampled[mapping.timestamp].to_numpy(), chunking)
+    if len(bounds) != samples:
+        raise RuntimeError(f"{samples} resamples were cut into {len(bounds)} chunks")
+    return bounds
+
+
+def _realized(
+    frame: pd.DataFrame, bounds: list[ChunkBounds], mapping: ColumnMapping
+) -> RealizedPerformance:
+    return realized_performance(
+        chunk_ids(bounds, len(frame)),
+        len(bounds),
+        frame[mapping.y_true].to_numpy(),
+        frame[mapping.y_pred_proba].to_numpy(),
+        frame[mapping.y_pred].to_numpy(),
     )
 
 

@@ -400,7 +400,7 @@ def test_output_also_writes_the_report(
 ) -> None:
     folder = tmp_path / "report"
 
-    assert main(["run", *_file_args(synthetic_files), "--output", str(folder)]) == 0
+    assert main(["run", *_file_args(synthetic_files), "--output", str(folder), "--json"]) == 0
 
     assert _strict(capsys.readouterr().out)["summary"]["chunks"] == 4
     assert (folder / "metrics.csv").is_file()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 
 import numpy as np
 import pandas as pd
@@ -33,8 +34,8 @@ def test_bounds_alert_outside_the_band_and_never_on_nan() -> None:
 def test_performance_bounds_are_one_sided_unless_both_are_asked_for() -> None:
     values = np.random.default_rng(1).normal(0.8, 0.01, 10_000)
 
-    lower = performance_bounds(values, 0.01, "lower")
-    both = performance_bounds(values, 0.01, "both")
+    lower = performance_bounds(values, values[:10], 0.01, "lower")
+    both = performance_bounds(values, values[:10], 0.01, "both")
 
     assert lower.upper is None
     assert lower.lower == pytest.approx(0.8 - 2.326 * 0.01, abs=5e-4)
@@ -62,8 +63,22 @@ def test_distance_and_upper_bounds_hold_their_rate_on_fresh_values() -> None:
 
 
 def test_too_few_values_give_no_bound() -> None:
-    assert performance_bounds(np.array([0.8, math.nan]), 0.01, "lower") == Bounds(None, None)
+    few = np.array([0.8, math.nan])
+    assert performance_bounds(few, few, 0.01, "lower") == Bounds(None, None)
     assert distance_bound(np.array([math.nan]), 0.01) == Bounds(None, None)
+
+
+def test_a_wider_spread_of_the_reference_chunks_widens_the_band() -> None:
+    values = np.random.default_rng(1).normal(0.8, 0.01, 1000)
+    chunks = np.array([0.75, 0.85, 0.78, 0.82])
+
+    narrow = performance_bounds(values, values[:4], 0.01, "lower")
+    wide = performance_bounds(values, chunks, 0.01, "lower")
+
+    assert narrow.lower is not None and wide.lower is not None
+    z = NormalDist().inv_cdf(0.99)
+    assert wide.lower == pytest.approx(values.mean() - z * chunks.std(ddof=1), abs=1e-9)
+    assert wide.lower < narrow.lower
 
 
 @pytest.mark.parametrize(
@@ -75,29 +90,32 @@ def test_the_bootstrap_cuts_into_one_chunk_per_resample(chunking: Chunking) -> N
     reference = predictions(np.random.default_rng(4), 21, 300, START - pd.Timedelta(days=30))
     bounds = chunk_bounds(reference["ts"].to_numpy(), chunking)
 
-    resampled = bootstrap_reference(reference, bounds, chunking, "ts", 50, seed=0)
+    for pooled in (True, False):
+        resampled = bootstrap_reference(reference, bounds, chunking, "ts", 50, 0, pooled=pooled)
 
-    chunks = chunk_bounds(resampled["ts"].to_numpy(), chunking)
-    assert len(chunks) == 50
-    sizes = {chunk.rows for chunk in bounds}
-    if chunking.size is not None:
-        assert {chunk.rows for chunk in chunks} == {500}
-    else:
-        assert {chunk.rows for chunk in chunks} <= sizes
-    # Reproducible for a seed.
-    again = bootstrap_reference(reference, bounds, chunking, "ts", 50, seed=0)
-    pd.testing.assert_frame_equal(resampled, again)
+        chunks = chunk_bounds(resampled["ts"].to_numpy(), chunking)
+        assert len(chunks) == 50
+        sizes = {chunk.rows for chunk in bounds}
+        if chunking.size is not None:
+            assert {chunk.rows for chunk in chunks} == {500}
+        else:
+            assert {chunk.rows for chunk in chunks} <= sizes
+        # Reproducible for a seed.
+        again = bootstrap_reference(reference, bounds, chunking, "ts", 50, 0, pooled=pooled)
+        pd.testing.assert_frame_equal(resampled, again)
 
 
-def test_each_resample_draws_from_a_single_reference_chunk() -> None:
+def test_a_resample_draws_from_the_whole_reference_or_from_one_chunk() -> None:
     reference = predictions(np.random.default_rng(5), 10, 200, START - pd.Timedelta(days=30))
     reference["day"] = reference["ts"].dt.normalize()
     chunking = Chunking(period="D")
     bounds = chunk_bounds(reference["ts"].to_numpy(), chunking)
 
-    resampled = bootstrap_reference(reference, bounds, chunking, "ts", 30, seed=1)
+    pooled = bootstrap_reference(reference, bounds, chunking, "ts", 30, 1, pooled=True)
+    by_chunk = bootstrap_reference(reference, bounds, chunking, "ts", 30, 1, pooled=False)
 
-    assert (resampled.groupby("ts")["day"].nunique() == 1).all()
+    assert (pooled.groupby("ts")["day"].nunique() > 5).all()
+    assert (by_chunk.groupby("ts")["day"].nunique() == 1).all()
 
 
 def test_clean_chunks_stay_within_the_target_rates(mapping: ColumnMapping) -> None:
