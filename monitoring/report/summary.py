@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-# Drifted features listed by name; the rest are counted.
+# Drifted features (and a verdict's reasons) listed by name; the rest are counted.
 _LISTED_FEATURES = 5
 
 
@@ -31,7 +31,7 @@ def summary_table(report: Mapping[str, Any]) -> str:
     ]
     verdict = report.get("verdict")
     if verdict is not None:
-        reasons = ", ".join(verdict["reasons"]) or "no alert"
+        reasons = _listed(verdict["reasons"]) or "no alert"
         lines.append(f"latest chunk {verdict['chunk']}: {verdict['verdict']} ({reasons})")
     lines.append(
         f"{'metric':<9} {'chunks':>6} {'realized':>8} {'mean |est-real|':>15} "
@@ -85,8 +85,9 @@ def _drifted(report: Mapping[str, Any]) -> list[str]:
     )
     if not drifted:
         return []
-    listed = ", ".join(f"{name} ({count})" for name, count in drifted[:_LISTED_FEATURES])
-    more = len(drifted) - _LISTED_FEATURES
-    return [
-        f"drifted features (chunks in alert): {listed}" + (f" and {more} more" if more > 0 else "")
-    ]
+    return ["drifted features (chunks in alert): " + _listed([f"{n} ({c})" for n, c in drifted])]
+
+
+def _listed(items: list[str]) -> str:
+    more = len(items) - _LISTED_FEATURES
+    return ", ".join(items[:_LISTED_FEATURES]) + (f" and {more} more" if more > 0 else "")
