@@ -17,8 +17,9 @@ _LISTED_FEATURES = 5
 
 def summary_table(report: Mapping[str, Any]) -> str:
     """The run's summary: its size, the latest verdict, one row per metric (chunks, chunks
-    with a realized value, mean |estimate - realized|, latest estimate with its bounds,
-    alerts), the alert counts per kind, the chunks per verdict and the drifted features."""
+    with a realized value, mean |estimate - realized|, latest estimate with its bounds, and
+    its estimated, realized and estimate-vs-realized alerts together), the alert counts per
+    kind, the chunks per verdict and the drifted features."""
     summary = report["summary"]
     chunking = ", ".join(f"{key} {value}" for key, value in summary["chunking"].items())
     head = "monitoring"
@@ -60,7 +61,7 @@ def _metric_line(name: str, series: Mapping[str, Any], chunk_count: int) -> str:
             sum(abs(c["estimate"] - c["realized"]) for c in known) / len(known) if known else None
         )
         alerts = sum(
-            bool(c["alert"]) or bool(c["realized_alert"]) or bool(c["estimate_realized_alert"])
+            bool(c["alert"]) + bool(c["realized_alert"]) + bool(c["estimate_realized_alert"])
             for c in chunks
         )
     else:
