@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     monitoring_chunk_size: int | None = Field(None, gt=0)
     # Chunks with fewer rows are reported with a warning: their estimates are too noisy.
     monitoring_min_chunk_rows: int = Field(300, gt=0)
+    # Performance alerts on a drop only ("lower"), or on a rise too ("both").
+    monitoring_alert_direction: Literal["lower", "both"] = "lower"
     monitoring_poll_interval: float = Field(30, gt=0)
     monitoring_retry_max_backoff: float = Field(60, gt=0)
 

@@ -143,32 +143,11 @@ def main() -> int:
 
 
 def describe_monitoring(report: dict[str, Any]) -> str:
-    """A few lines of the monitoring run: per metric, estimates against realized values."""
-    summary = report["summary"]
-    lines = [
-        f"model {report['model_version']}, run {report['run_id']}: "
-        f"{summary['analysis_rows']:,} predictions in {summary['chunks']} daily chunks, "
-        f"{summary['labelled_rows']:,} with labels so far",
-        f"{'metric':<9} {'chunks':>6} {'realized':>8} {'mean |est-real|':>15} "
-        f"{'latest estimate [bounds]':>26} {'alerts':>6}",
-    ]
-    for name, series in report["metrics"].items():
-        chunks = series["chunks"]
-        known = [c for c in chunks if c["realized"] is not None and c["estimate"] is not None]
-        gap = sum(abs(c["estimate"] - c["realized"]) for c in known) / max(1, len(known))
-        latest = series["latest"]
-        low, high = latest["lower_bound"], latest["upper_bound"]
-        bounds = f"{latest['estimate']:.3f} [{low:.3f}, {high:.3f}]"
-        alerts = sum(bool(c["alert"]) or bool(c["estimate_realized_alert"]) for c in chunks)
-        lines.append(
-            f"{name:<9} {len(chunks):>6} {len(known):>8} {gap:>15.3f} {bounds:>26} {alerts:>6}"
-        )
-    counts = report["alerts"]
-    lines.append(
-        "alerts: "
-        + ", ".join(f"{kind} {count}" for kind, count in counts.items() if kind != "total")
-    )
-    return "\n".join(lines)
+    """A few lines of the monitoring run: verdict, per metric estimates against realized
+    values, alert counts (`monitoring.report.summary.summary_table`)."""
+    from monitoring.report.summary import summary_table
+
+    return summary_table(report)
 
 
 if __name__ == "__main__":
