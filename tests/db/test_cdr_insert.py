@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 
 import mysql.connector
+import pandas as pd
 import pytest
 
 from config.settings import Settings
 from db.cdr import frame_to_rows, insert_cdr_rows
 from db.connection import Connection, connect, transaction
-from db.ingest_log import Source, register_source, write_batch
-from db.schema import CDR_COLUMNS
+from db.errors import QueryError
+from db.ingest_log import Source, committed_batches, load_batch, register_source, write_batch
+from db.schema import CDR_COLUMNS, COUNT_COLUMNS, LABEL_COLUMN
 from tests.table_digest import table_snapshot
 
 ROWS = [
@@ -95,3 +98,104 @@ def test_a_changed_value_changes_the_snapshot_but_not_the_count(db_settings: Set
 
     after = table_snapshot(db_settings, "DP_CDR_Data")
     assert after.rows == before.rows and after.sha256 != before.sha256
+
+
+# Every value the CSV must carry exactly: quotes, commas, backslashes, a literal \\N, line
+# breaks, NUL, NULLs in every nullable column, floats that need all 17 digits, extremes.
+SPECIAL_ROWS = [
+    (datetime(2024, 1, 1, 0, 0, 1), "27710000001", 3, 5.5, 2, 4.0, 1, 0, 4, 120.25, 0),
+    (datetime(2024, 1, 2, 23, 59, 59), 'it\'s,"odd"\\N', 0, 0.1, None, None, 0, 3, 0, 1e-05, 1),
+    (datetime(2024, 1, 3), "a\nb\r\0", None, 1e9, 4294967295, 123456.789, None, None, 1, 3.3, None),
+    (datetime(2024, 1, 4, 12), "\\N", 7, 0.30000000000000004, 0, 2.5e-308, 1, 1, 0, 1e300, 1),
+    (datetime(2024, 1, 5, 6, 7, 8), "", 0, 0.0, 0, 0.0, 0, 0, 0, 0.0, 0),
+]
+
+
+def _special_frame() -> pd.DataFrame:
+    """`SPECIAL_ROWS` with the dtypes the stream's simulator gives (nullable integers)."""
+    frame = pd.DataFrame(SPECIAL_ROWS, columns=list(CDR_COLUMNS))
+    for column in (*COUNT_COLUMNS, LABEL_COLUMN):
+        frame[column] = frame[column].astype("Int64")
+    return frame
+
+
+def _loader(settings: Settings, folder: Path, source_id: str = "s1") -> Connection:
+    conn = connect(settings, statement_timeout=30.0, allow_local_infile_in_path=str(folder))
+    register_source(conn, Source(source_id, "stream", "test", {}, total_batches=2))
+    return conn
+
+
+def test_load_batch_stores_what_write_batch_stores(db_settings: Settings, tmp_path: Path) -> None:
+    frame = _special_frame()
+    conn = _registered(db_settings, "s1")
+    try:
+        assert write_batch(conn, "s1", 0, frame_to_rows(frame), chunk_rows=2)
+    finally:
+        conn.close()
+    inserted = table_snapshot(db_settings, "DP_CDR_Data", exclude={"id"})
+    stored = _stored(db_settings)
+    with transaction(plain := connect(db_settings)) as cursor:
+        cursor.execute("TRUNCATE TABLE DP_CDR_Data")
+    plain.close()
+
+    loader = _loader(db_settings, tmp_path, "s2")
+    try:
+        assert load_batch(loader, "s2", 0, frame, tmp_path)
+    finally:
+        loader.close()
+
+    assert table_snapshot(db_settings, "DP_CDR_Data", exclude={"id"}) == inserted
+    assert _stored(db_settings) == stored == [tuple(row) for row in SPECIAL_ROWS]
+    assert list(tmp_path.iterdir()) == []  # the batch's file is gone
+
+
+def test_a_batch_loaded_again_changes_nothing(db_settings: Settings, tmp_path: Path) -> None:
+    conn = _loader(db_settings, tmp_path)
+    try:
+        assert load_batch(conn, "s1", 0, _special_frame(), tmp_path)
+        before = [table_snapshot(db_settings, t) for t in ("DP_CDR_Data", "ingest_batches")]
+
+        assert not load_batch(conn, "s1", 0, _special_frame(), tmp_path)
+        after = [table_snapshot(db_settings, t) for t in ("DP_CDR_Data", "ingest_batches")]
+        assert load_batch(conn, "s1", 1, _special_frame().iloc[:2], tmp_path)
+        logged = committed_batches(conn, "s1")
+    finally:
+        conn.close()
+
+    assert after == before
+    assert logged == {0: len(SPECIAL_ROWS), 1: 2}
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_refused_row_rolls_back_the_whole_load_and_its_log_row(
+    db_settings: Settings, tmp_path: Path
+) -> None:
+    bad = _special_frame()
+    bad.loc[2, "DP_MOC_DURATION"] = -1.0  # the CHECK refuses it; LOAD DATA LOCAL only warns
+    conn = _loader(db_settings, tmp_path)
+    try:
+        with pytest.raises(QueryError, match="stored 4 of 5 rows"):
+            load_batch(conn, "s1", 0, bad, tmp_path)
+        assert committed_batches(conn, "s1") == {}
+        assert _stored(db_settings) == []
+        assert list(tmp_path.iterdir()) == []
+
+        assert load_batch(conn, "s1", 0, _special_frame(), tmp_path)
+    finally:
+        conn.close()
+    assert len(_stored(db_settings)) == len(SPECIAL_ROWS)
+
+
+def test_a_connection_not_allowed_the_folder_cannot_load(
+    db_settings: Settings, tmp_path: Path
+) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    conn = _loader(db_settings, other)
+    try:
+        with pytest.raises(QueryError):
+            load_batch(conn, "s1", 0, _special_frame(), tmp_path)
+    finally:
+        conn.close()
+    assert _stored(db_settings) == []
+    assert list(tmp_path.iterdir()) == [other]
