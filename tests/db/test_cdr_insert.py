@@ -10,11 +10,11 @@ import pandas as pd
 import pytest
 
 from config.settings import Settings
-from db.cdr import frame_to_rows, insert_cdr_rows
+from db.cdr import frame_to_rows, insert_cdr_rows, recent_cdr
 from db.connection import Connection, connect, transaction
 from db.errors import QueryError
 from db.ingest_log import Source, committed_batches, load_batch, register_source, write_batch
-from db.schema import CDR_COLUMNS, COUNT_COLUMNS, LABEL_COLUMN
+from db.schema import CDR_COLUMNS, COUNT_COLUMNS, LABEL_COLUMN, SUBSCRIBER_COLUMN
 from tests.table_digest import table_snapshot
 
 ROWS = [
@@ -199,3 +199,38 @@ def test_a_connection_not_allowed_the_folder_cannot_load(
         conn.close()
     assert _stored(db_settings) == []
     assert list(tmp_path.iterdir()) == [other]
+
+
+def test_recent_rows_read_over_the_pure_client_equal_the_drivers_conversion(
+    db_settings: Settings,
+) -> None:
+    conn = _registered(db_settings, "s1")
+    try:
+        assert write_batch(conn, "s1", 0, SPECIAL_ROWS, chunk_rows=10)
+    finally:
+        conn.close()
+    window = (datetime(2023, 12, 31), datetime(2024, 1, 4, 12), 10)
+    pure = connect(db_settings, statement_timeout=30.0)
+    try:
+        fast = recent_cdr(pure, *window)
+        with transaction(pure) as cursor:
+            cursor.execute(
+                f"SELECT {', '.join(CDR_COLUMNS)} FROM DP_CDR_Data "
+                "WHERE DP_DATE > %s AND DP_DATE <= %s ORDER BY id DESC LIMIT %s",
+                window,
+            )
+            converted = pd.DataFrame(cursor.fetchall(), columns=list(CDR_COLUMNS))
+    finally:
+        pure.close()
+
+    pd.testing.assert_frame_equal(fast, converted)
+    assert fast[SUBSCRIBER_COLUMN].tolist() == [row[1] for row in reversed(SPECIAL_ROWS[:4])]
+    assert _recent_in_an_empty_window(db_settings).empty
+
+
+def _recent_in_an_empty_window(settings: Settings) -> pd.DataFrame:
+    conn = connect(settings, statement_timeout=30.0)
+    try:
+        return recent_cdr(conn, datetime(2030, 1, 1), datetime(2030, 1, 2), 10)
+    finally:
+        conn.close()
