@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import mysql.connector
@@ -234,3 +234,42 @@ def _recent_in_an_empty_window(settings: Settings) -> pd.DataFrame:
         return recent_cdr(conn, datetime(2030, 1, 1), datetime(2030, 1, 2), 10)
     finally:
         conn.close()
+
+
+def test_recent_rows_spanning_several_text_chunks_keep_their_order(
+    db_settings: Settings,
+) -> None:
+    rows = [
+        (
+            datetime(2024, 1, 1) + timedelta(seconds=i),
+            f"2771{i:07d}",
+            i,
+            i / 7,
+            None,
+            0.1,
+            1,
+            0,
+            2,
+            1e-3 * i,
+            i % 2,
+        )
+        for i in range(9_000)
+    ]
+    conn = _registered(db_settings, "s1")
+    try:
+        assert write_batch(conn, "s1", 0, rows, chunk_rows=3_000)
+    finally:
+        conn.close()
+    window = (datetime(2023, 12, 31), datetime(2024, 1, 1, 2), 8_500)
+    pure = connect(db_settings, statement_timeout=30.0)
+    fast = connect(db_settings)  # the C extension's own path, where it is installed
+    try:
+        via_text = recent_cdr(pure, *window)
+        via_driver = recent_cdr(fast, *window)
+    finally:
+        pure.close()
+        fast.close()
+
+    pd.testing.assert_frame_equal(via_text, via_driver)
+    assert len(via_text) == 7_201  # rows up to 02:00:00, newest first
+    assert via_text[SUBSCRIBER_COLUMN].iloc[0] == "27710007200"
