@@ -11,8 +11,9 @@ and 10k rows per batch, one commit per batch:
   Timed from the request to the poll that sees the last batch committed, so it
   holds the request, the stream's start-up (history read, source registration), building
   each batch and writing it;
-- **stream path**: the bare insert path, ``frame_to_rows`` then ``write_batch`` (the batch-log
-  row and multi-row INSERTs in one transaction), called directly on ready frames;
+- **stream path**: the bare write path of the stream, ``load_batch`` (the batch-log row and
+  LOAD DATA LOCAL INFILE of the batch's ``csv_text`` in one transaction) over a connection
+  like the stream's (pure client, bounded statements), called directly on ready frames;
 - **LOAD DATA**: the ceiling. Each frame serialised to CSV the fastest way measured (one
   string per column, joined; ``csv_text``), written to a RAM-backed file where there is one,
   and loaded with ``LOAD DATA LOCAL INFILE``. It writes no batch-log row, so it does less
@@ -68,7 +69,7 @@ from sqlalchemy.engine import URL, Engine
 
 from config.cli import EXIT_FAILED, EXIT_OK, parser, positive_int
 from config.settings import Settings, load_settings
-from db.cdr import cdr_bounds, frame_to_rows, recent_cdr
+from db.cdr import cdr_bounds, csv_text, recent_cdr
 from db.connection import (
     Connection,
     connect,
@@ -78,7 +79,7 @@ from db.connection import (
     transaction,
 )
 from db.errors import DatabaseError
-from db.ingest_log import Source, register_source, write_batch
+from db.ingest_log import Source, load_batch, register_source
 from db.maintenance import CdrFingerprint, cdr_fingerprint, empty_cdr_tables, load_cdr_csv
 from db.migrate import init_database
 from db.schema import (
@@ -107,7 +108,7 @@ TO_SQL = "to_sql"
 TO_SQL_MULTI = "to_sql_multi"
 METHOD_LABELS: dict[str, str] = {
     API: "API: POST /start_stream to last commit",
-    STREAM: "stream path (frame_to_rows + write_batch)",
+    STREAM: "stream path (load_batch)",
     LOAD_DATA: "LOAD DATA LOCAL INFILE (csv_text)",
     LOAD_DATA_PANDAS: "LOAD DATA LOCAL INFILE (pandas to_csv)",
     TO_SQL: "pandas to_sql, method=None (seed)",
@@ -130,11 +131,6 @@ _MULTI_SAMPLE_ROWS = 20_000
 _FAR_FUTURE = datetime(9999, 12, 31)
 _CSV_NULL = r"\N"
 _CSV_DATETIME = "%Y-%m-%d %H:%M:%S"
-# Characters that make a string field need enclosing and escaping under `load_cdr_csv`'s
-# FIELDS TERMINATED BY ',' OPTIONALLY ENCLOSED BY '"' (escape character: backslash).
-_CSV_SPECIAL = (",", '"', "\\", "\n", "\r", "\0")
-# Backslash first: the others' escapes start with one.
-_CSV_ESCAPES = (("\\", "\\\\"), ('"', '\\"'), ("\n", "\\n"), ("\r", "\\r"), ("\0", "\\0"))
 
 
 class BenchError(Exception):
@@ -150,8 +146,7 @@ class Run:
     repeat: int
     rows: int
     seconds: float
-    # The part of ``seconds`` spent before the database: ``frame_to_rows`` for the stream
-    # path, serialising and writing the CSV for LOAD DATA.
+    # LOAD DATA only: the part of ``seconds`` spent serialising and writing the CSV.
     client_seconds: float | None = None
     # API only: request to first committed batch (start-up plus one batch).
     first_commit_seconds: float | None = None
@@ -189,49 +184,6 @@ Inserter = Callable[[Sequence[pd.DataFrame], int], float | None]
 
 
 # --- the fastest CSV --------------------------------------------------------------------------
-
-
-def csv_column(series: pd.Series) -> list[str]:
-    """One column's CSV fields: ``\\N`` for NULL, floats as their shortest exact repr."""
-    if pd.api.types.is_datetime64_any_dtype(series.dtype):
-        # numpy formats in C; MariaDB reads the ISO 'T' between date and time.
-        stamps = np.datetime_as_string(series.to_numpy(dtype="datetime64[s]"), unit="s")
-        return [_CSV_NULL if text == "NaT" else text for text in stamps.tolist()]
-    values = series.tolist()
-    if series.dtype == object or pd.api.types.is_string_dtype(series.dtype):
-        return _csv_strings(values)
-    to_text: Callable[[Any], str] = repr if pd.api.types.is_float_dtype(series.dtype) else str
-    if not series.hasnans:
-        return list(map(to_text, values))
-    # Nullable integers give pd.NA for a missing value, floats NaN (the one value != itself).
-    return [_CSV_NULL if value is pd.NA or value != value else to_text(value) for value in values]
-
-
-def _csv_strings(values: list[Any]) -> list[str]:
-    texts = [_CSV_NULL if value is None or value != value else str(value) for value in values]
-    joined = "".join(texts)
-    if not any(special in joined for special in _CSV_SPECIAL):
-        return texts
-    return [
-        text if value is None or value != value else f'"{_escaped(text)}"'
-        for value, text in zip(values, texts, strict=True)
-    ]
-
-
-def _escaped(text: str) -> str:
-    for special, escape in _CSV_ESCAPES:
-        text = text.replace(special, escape)
-    return text
-
-
-def csv_text(frame: pd.DataFrame) -> str:
-    """``frame``'s `CDR_COLUMNS` as the headerless CSV `load_cdr_csv` reads.
-
-    Measured on 10k simulator rows, file write included: ``DataFrame.to_csv`` takes 1.75x
-    as long and the csv module over ``frame_to_rows`` tuples 2.4x (median of 30 paired runs).
-    """
-    columns = [csv_column(frame[name]) for name in CDR_COLUMNS]
-    return "\n".join(map(",".join, zip(*columns, strict=True))) + "\n"
 
 
 def fast_scratch_dir() -> Path:
@@ -464,19 +416,14 @@ def stream_through_api(
 # --- the methods ------------------------------------------------------------------------------
 
 
-def stream_inserter(conn: Connection, settings: Settings) -> Inserter:
-    """The streaming runner's per-batch path; returns the seconds spent in ``frame_to_rows``."""
+def stream_inserter(conn: Connection, workdir: Path) -> Inserter:
+    """The streaming runner's per-batch write, ``load_batch`` through files in ``workdir``."""
 
-    def insert(frames: Sequence[pd.DataFrame], batch_size: int) -> float:
+    def insert(frames: Sequence[pd.DataFrame], batch_size: int) -> None:
         source_id = f"bench-{batch_size}"
-        convert = 0.0
         for batch_no, frame in enumerate(frames):
-            started = time.perf_counter()
-            rows = frame_to_rows(frame)
-            convert += time.perf_counter() - started
-            if not write_batch(conn, source_id, batch_no, rows, settings.insert_chunk_rows):
+            if not load_batch(conn, source_id, batch_no, frame, workdir):
                 raise BenchError(f"{source_id}: batch {batch_no} was already logged")
-        return convert
 
     return insert
 
@@ -574,10 +521,18 @@ class BenchDatabase:
         self.conn = connect(settings)
         # Connector 9.0 allows LOCAL INFILE from any path once allow_local_infile is set.
         self.load_conn = connect(settings, allow_local_infile=True)
+        # The stream's kind of connection: pure client, bounded statements, local files
+        # from the scratch folder only.
+        self.stream_conn = connect(
+            settings,
+            statement_timeout=settings.stream_statement_timeout,
+            allow_local_infile_in_path=str(workdir),
+        )
 
     def close(self) -> None:
         self.conn.close()
         self.load_conn.close()
+        self.stream_conn.close()
 
     def reset(self) -> None:
         """Empty the CDR table and the batch log, then load the history again."""
@@ -704,12 +659,8 @@ def report_table(summaries: dict[tuple[str, int], Summary], methods: Sequence[st
     )
     for size in BATCH_SIZES:
         api = summaries[(API, size)]
-        stream_share = statistics.median(summaries[(STREAM, size)].client_share)
         csv_share = statistics.median(summaries[(LOAD_DATA, size)].client_share)
-        line = (
-            f"{size:>6,}/batch: frame_to_rows is {stream_share:.0%} of the stream path, "
-            f"csv_text {csv_share:.0%} of LOAD DATA"
-        )
+        line = f"{size:>6,}/batch: csv_text is {csv_share:.0%} of LOAD DATA"
         if api.first_commit_seconds:
             line += (
                 f"; API request to first commit {statistics.median(api.first_commit_seconds):.2f} s"
@@ -886,7 +837,7 @@ def benchmark(settings: Settings, args: argparse.Namespace, workdir: Path) -> di
             size: expected_fingerprint([history, *sample]) for size, sample in samples.items()
         }
 
-        stream_insert = stream_inserter(db.conn, settings)
+        stream_insert = stream_inserter(db.stream_conn, workdir)
         inserters: dict[str, Inserter] = {
             STREAM: stream_insert,
             LOAD_DATA: load_data_inserter(db.load_conn, workdir, write_csv_fast),

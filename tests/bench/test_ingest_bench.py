@@ -1,4 +1,4 @@
-"""The benchmark's LOAD DATA ceiling stores exactly what the stream's insert path stores."""
+"""The LOAD DATA CSV (the benchmark ceiling's and the stream's) stores what INSERTs store."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.ingest import as_batch_frame, csv_text
+from bench.ingest import as_batch_frame
 from config.settings import Settings
-from db.cdr import frame_to_rows, insert_cdr_rows
+from db.cdr import csv_text, frame_to_rows, insert_cdr_rows
 from db.connection import connect, transaction
 from db.maintenance import empty_cdr_tables, load_cdr_csv
 from db.schema import CDR_COLUMNS
