@@ -2,32 +2,15 @@
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from datetime import date
-from pathlib import Path
-from types import ModuleType
 
 import pandas as pd
 import pytest
 
+from bench import scenarios as bench
 from ingest.generator import GeneratorConfig
 from ingest.scenario import Scenario
 from ingest.simulator import GeneratorBase
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _load() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_scenarios", ROOT / "bench" / "scenarios.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bench = _load()
 
 
 def _series(
@@ -35,7 +18,7 @@ def _series(
     labelled: list[bool] | None = None,
     univariate: list[int] | None = None,
     features: int = 10,
-) -> object:
+) -> bench.AlertSeries:
     n = len(next(iter(flags.values())))
     full = {kind: tuple(flags.get(kind, [False] * n)) for kind in bench.KINDS}
     return bench.AlertSeries(
