@@ -126,3 +126,12 @@ def test_a_missing_day_is_a_difference() -> None:
         if column not in frame:
             frame[column] = 1
     assert bench.first_difference(frame, frame.iloc[:1], date(2024, 1, 1)) == 1
+
+
+def test_a_kind_that_alerts_before_the_onset_does_not_count_as_a_detection() -> None:
+    plan = bench.scenario_plans(3)["covariate_sudden"]
+    alerts = _series({bench.DRIFT: [False, True, False, True, True]})
+    outcome = bench.evaluate(plan, alerts, {}, onset=3)
+    drift = next(kind for kind in outcome.kinds if kind.kind == bench.DRIFT)
+    assert drift.delay == 0 and not drift.quiet_before and drift.delay_met is False
+    assert "alerting before the onset" in bench.render_tables([outcome])
