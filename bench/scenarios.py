@@ -52,7 +52,7 @@ usage decline before a churn, so ``concept`` and ``churn_rate`` start differing 
   only when its kind was quiet before the onset (at most 5 % of chunks, 2 % of feature-chunks
   for univariate drift): a monitor that always alerts would otherwise catch everything at once;
 - *CBPE's mean absolute error* against the realized ROC-AUC, F1 and accuracy over the labelled
-  chunks.
+  chunks, with its ROC-AUC bias (mean estimate - realized) and the mean realized ROC-AUC.
 
 Targets (issue 9) are printed beside each figure. Progress goes to stderr; stdout holds the
 tables, the wall time and, as its last line, one JSON object with every figure.
@@ -68,6 +68,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import argparse
+import dataclasses
 import json
 import logging
 import math
@@ -348,6 +349,20 @@ def mean_absolute_error(pairs: Sequence[tuple[float, float]]) -> float | None:
     return float(np.mean([abs(estimate - realized) for estimate, realized in pairs]))
 
 
+def mean_error(pairs: Sequence[tuple[float, float]]) -> float | None:
+    """Mean of ``estimate - realized``: CBPE's bias (positive: it estimates too high)."""
+    if not pairs:
+        return None
+    return float(np.mean([estimate - realized for estimate, realized in pairs]))
+
+
+def mean_realized(pairs: Sequence[tuple[float, float]]) -> float | None:
+    """Mean realized value over the labelled chunks."""
+    if not pairs:
+        return None
+    return float(np.mean([realized for _, realized in pairs]))
+
+
 def first_difference(clean: pd.DataFrame, other: pd.DataFrame, first_day: date) -> int | None:
     """The first streamed day whose records differ between two streams (None: all equal).
 
@@ -441,6 +456,8 @@ class ScenarioOutcome:
     labelled_chunks: int
     kinds: tuple[KindOutcome, ...]
     cbpe_mae: Mapping[str, float | None]
+    roc_auc_bias: float | None = None
+    roc_auc_realized: float | None = None
     seconds: Mapping[str, float] = field(default_factory=dict)
 
     @property
@@ -461,6 +478,8 @@ class ScenarioOutcome:
             "kinds": {outcome.kind: outcome.to_json() for outcome in self.kinds},
             "cbpe_mae": {name: _round(value) for name, value in self.cbpe_mae.items()},
             "cbpe_mae_target": CBPE_MAE_TARGET if self.plan.cbpe_holds else None,
+            "roc_auc_bias": _round(self.roc_auc_bias),
+            "roc_auc_realized_mean": _round(self.roc_auc_realized),
             "cbpe_met": self.cbpe_met,
             "seconds": {stage: round(value, 1) for stage, value in self.seconds.items()},
         }
@@ -501,6 +520,8 @@ def evaluate(
         labelled_chunks=sum(alerts.labelled),
         kinds=tuple(kinds),
         cbpe_mae={name: mean_absolute_error(pairs.get(name, [])) for name in METRICS},
+        roc_auc_bias=mean_error(pairs.get("roc_auc", [])),
+        roc_auc_realized=mean_realized(pairs.get("roc_auc", [])),
     )
 
 
@@ -527,8 +548,8 @@ def render_tables(outcomes: Sequence[ScenarioOutcome]) -> str:
     lines += [
         "",
         "| scenario | injection day | onset day | chunks | labelled | CBPE MAE ROC-AUC | F1 | "
-        "accuracy | target (ROC-AUC) |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "accuracy | target (ROC-AUC) | ROC-AUC bias | realized ROC-AUC |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for outcome in outcomes:
         mae = outcome.cbpe_mae
@@ -542,7 +563,8 @@ def render_tables(outcomes: Sequence[ScenarioOutcome]) -> str:
         lines.append(
             f"| {outcome.plan.name} | {injection} | {onset} | {outcome.chunks} | "
             f"{outcome.labelled_chunks} | {_number(mae['roc_auc'])} | {_number(mae['f1'])} | "
-            f"{_number(mae['accuracy'])} | {target} |"
+            f"{_number(mae['accuracy'])} | {target} | {_signed(outcome.roc_auc_bias)} | "
+            f"{_number(outcome.roc_auc_realized)} |"
         )
     return "\n".join(lines)
 
@@ -579,6 +601,10 @@ def _percent(value: float | None) -> str:
 
 def _number(value: float | None) -> str:
     return "—" if value is None else f"{value:.3f}"
+
+
+def _signed(value: float | None) -> str:
+    return "—" if value is None else f"{value:+.3f}"
 
 
 def _round(value: float | None) -> float | None:
@@ -742,17 +768,7 @@ def run_benchmark(
             outcome = evaluate(
                 plan, read_alerts(result, stream_start), realized_pairs(result), onset
             )
-            outcomes.append(
-                ScenarioOutcome(
-                    plan=outcome.plan,
-                    onset=outcome.onset,
-                    chunks=outcome.chunks,
-                    labelled_chunks=outcome.labelled_chunks,
-                    kinds=outcome.kinds,
-                    cbpe_mae=outcome.cbpe_mae,
-                    seconds=dict(timer.seconds),
-                )
-            )
+            outcomes.append(dataclasses.replace(outcome, seconds=dict(timer.seconds)))
             log.info(
                 "scenario %s done: %s",
                 name,

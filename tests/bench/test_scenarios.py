@@ -91,6 +91,8 @@ def test_evaluate_checks_each_figure_against_its_target() -> None:
     assert outcome.cbpe_mae["roc_auc"] == pytest.approx(0.015)
     assert outcome.cbpe_mae["f1"] is None
     assert outcome.cbpe_met is True
+    assert outcome.roc_auc_bias == pytest.approx(-0.005)
+    assert outcome.roc_auc_realized == pytest.approx(0.815)
     assert "covariate_sudden" in bench.render_tables([outcome])
 
 
