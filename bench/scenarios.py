@@ -688,7 +688,6 @@ def run_benchmark(
     from db.clone import copy_tables
     from db.connection import connection, drop_database
     from db.ingest_log import Source
-    from db.migrate import init_database
     from ingest.generator import GeneratorConfig
     from ingest.seeding import load_frame, seed_from_generator
     from ingest.simulator import GeneratorBase
@@ -713,8 +712,8 @@ def run_benchmark(
     try:
         timer = _Timer()
         with timer.stage("history"):
-            init_database(history)
             created.append(history)
+            _init_database(history)
             seed_from_generator(history, config, progress=False)
             model_dates = pipeline_dates(HISTORY_START, history_end, history_end)
             run_analysis(spark, history, model_dates)
@@ -747,8 +746,8 @@ def run_benchmark(
                 )
                 onset = first_difference(clean, frame, stream_start)
             with timer.stage("load"):
-                init_database(settings)
                 created.append(settings)
+                _init_database(settings)
                 with connection(settings) as conn:
                     copy_tables(conn, history.db_name, COPIED_TABLES)
                 source = Source(
@@ -781,6 +780,25 @@ def run_benchmark(
             drop_database(settings)
         spark.stop()
     return outcomes, info
+
+
+def _init_database(settings: Settings, attempts: int = 5) -> None:
+    """Create and migrate a database, waiting out other processes' migration runs.
+
+    The migration lock is server-wide, and other test sessions on a shared server may hold it
+    for longer than one `init_database` waits.
+    """
+    from db.errors import MigrationError
+    from db.migrate import init_database
+
+    for attempt in range(1, attempts + 1):
+        try:
+            init_database(settings)
+            return
+        except MigrationError as exc:
+            if attempt == attempts or "lock" not in str(exc):
+                raise
+            log.warning("migration lock busy; retrying (%d of %d)", attempt, attempts - 1)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
