@@ -27,7 +27,7 @@ help:
 	@echo "make serve      serve the streaming simulator on INGEST_PORT (5000)"
 	@echo "make dashboard  serve the monitoring API and dashboard on MONITORING_PORT (5001)"
 	@echo "make poll       run monitoring whenever new predictions land"
-	@echo "make bench      benchmarks: insert path, Spark jobs, monitoring (bench/*.py)"
+	@echo "make bench      benchmarks: insert path, monitoring, Spark jobs, alert scenarios (bench/*.py)"
 	@echo "make diagrams   re-render PlantUMLDiagrams/*.puml to PNG"
 	@echo "make db-stop    stop the project-local MariaDB, if one was started"
 	@echo "make lock       re-resolve $(LOCK) after a pyproject.toml change (UPGRADE=1: newest releases)"
@@ -96,6 +96,7 @@ bench: $(STAMP)
 	@$(PY) bench/ingest.py
 	@$(PY) bench/monitoring.py
 	@$(PY) bench/spark.py
+	@$(PY) bench/scenarios.py
 
 diagrams:
 	@PlantUMLDiagrams/render.sh
