@@ -1,4 +1,4 @@
-"""`python -m spark_jobs analysis|model|score`: the Spark stage's jobs.
+"""`python -m spark_jobs analysis|model|score|stream`: the Spark stage's jobs.
 
 Exit status: 0 done, 1 nothing to do or the data does not allow it (an empty range, no
 model yet), 2 a configuration or usage mistake.
@@ -57,11 +57,18 @@ def _parser() -> argparse.ArgumentParser:
     score.add_argument(
         "--end", type=_iso_date, help="last date (default: the latest date in Processed_Data)"
     )
+    from spark_jobs.stream import add_stream_command
+
+    add_stream_command(commands)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "stream":
+        from spark_jobs.stream import stream_main
+
+        return stream_main(args)
     logging.basicConfig(level=logging.INFO, format=LOG_FORMAT)
     logging.getLogger("py4j").setLevel(logging.WARNING)
     from spark_jobs.errors import ScoreRangeError, SparkJobError
