@@ -292,6 +292,9 @@ def process_batch(
         rows = sum(int(row["rows"]) for row in touched)
         first_id = min((int(row["first_id"]) for row in touched), default=None)
         last_id = max((int(row["last_id"]) for row in touched), default=None)
+        if not touched:
+            # Spark plans an empty first batch for a new query: nothing to apply or log.
+            return BatchOutcome(batch_id, 0, 0, 0, None, time.perf_counter() - started)
         model = models.current(conn)
 
         raw = _arrow_frame(
@@ -381,6 +384,9 @@ class _QueryState:
             except (SparkJobError, DatabaseError) as exc:
                 self.error = exc
                 raise
+        if outcome.rows == 0 and not outcome.replayed:
+            log.debug("%s", outcome.describe())
+            return
         log.info("%s", outcome.describe())
         if not outcome.replayed:
             self.previous_commit = outcome.written_at

@@ -319,6 +319,7 @@ def test_the_stream_waits_on_an_empty_table(
     options = StreamOptions(checkpoint=tmp_path / "checkpoint", trigger_seconds=0.5)
     summary = run_stream(spark, empty, options, stop)
     assert (summary.batches, summary.rows) == (0, 0)
+    assert _query(empty, "SELECT COUNT(*) FROM stream_batches") == [(0,)]
     with connection(empty) as conn, transaction(conn) as cursor:
         cursor.execute("UPDATE model_registry SET is_current = 0")
     with pytest.raises(NoModelError, match="no model trained yet"):
