@@ -39,7 +39,7 @@ from typing import Any
 
 import pandas as pd
 
-from config.cli import positive_int
+from config.cli import configure_logging, positive_int
 from config.settings import PipelineDates, Settings, load_settings
 from db.cdr import frame_to_rows, insert_cdr_rows
 from db.connection import connection, drop_database, transaction
@@ -193,6 +193,7 @@ def main() -> int:
     args = cli.parse_args()
     sizes = [int(part) for part in args.batch_rows.split(",")]
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    configure_logging()
 
     from spark_jobs.analysis import run_analysis
     from spark_jobs.model import run_model

@@ -33,12 +33,13 @@ import time
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from config.settings import Settings
 from spark_jobs.errors import NoModelError, SparkJobError
 
 if TYPE_CHECKING:
+    import pandas as pd
     from pyspark.ml import PipelineModel
     from pyspark.sql import DataFrame, SparkSession
 
@@ -141,16 +142,21 @@ class BatchOutcome:
     # The database server's clock when the batch was written (just before its commit).
     written_at: datetime | None = None
     replayed: bool = False
+    # Seconds per step: keys (the batch's subscriber-days), aggregate, history (the stored
+    # days read), score, write.
+    steps: dict[str, float] = field(default_factory=dict)
 
     def describe(self) -> str:
         if self.replayed:
             return f"batch {self.batch_id}: already written (a replay); nothing changed"
         ids = "" if self.first_id is None else f" (ids {self.first_id}..{self.last_id})"
         lag = "" if self.lag_seconds is None else f", {self.lag_seconds:.2f} s after ingest"
+        steps = " ".join(f"{name} {seconds:.2f}" for name, seconds in self.steps.items())
         return (
             f"batch {self.batch_id}: {self.rows:,} rows{ids} -> {self.subscriber_days:,} "
             f"subscriber-days, {self.predictions:,} predictions with model "
             f"{self.model_version or '-'} in {self.seconds:.2f} s{lag}"
+            + (f" ({steps})" if steps else "")
         )
 
 
@@ -175,15 +181,11 @@ class StreamSummary:
 
 
 def touched_days(batch: DataFrame) -> DataFrame:
-    """The (``DP_MSISDN``, ``day``) pairs of raw rows in ``batch``, with their row count and
-    id range (``rows``, ``first_id``, ``last_id``); ``day`` is the UTC date of ``DP_DATE``."""
+    """``batch``'s raw rows reduced to what planning needs: `id`, ``DP_MSISDN`` and ``day``,
+    the UTC date of ``DP_DATE`` (no shuffle: the driver takes the distinct pairs)."""
     from pyspark.sql import functions as F
 
-    return batch.groupBy("DP_MSISDN", F.to_date("DP_DATE").alias("day")).agg(
-        F.count(F.lit(1)).alias("rows"),
-        F.min("id").alias("first_id"),
-        F.max("id").alias("last_id"),
-    )
+    return batch.select("id", "DP_MSISDN", F.to_date("DP_DATE").alias("day"))
 
 
 def aggregate_days(raw: DataFrame) -> DataFrame:
@@ -268,6 +270,8 @@ def process_batch(
         NoModelError: no model is current.
         DatabaseError: a read or the write failed (the batch wrote nothing).
     """
+    from pyspark.sql import functions as F
+
     from db.connection import connection
     from db.processed import PROCESSED_COLUMNS
     from db.stream_log import (
@@ -279,22 +283,27 @@ def process_batch(
         write_batch,
     )
     from spark_jobs.cdr_source import CDR_STREAM_SCHEMA, text_rows_to_record_batch
-    from spark_jobs.schemas import DATE, PROCESSED_SCHEMA, USER
+    from spark_jobs.schemas import DATE
 
     started = time.perf_counter()
+    steps: dict[str, float] = {}
+
+    def lap(name: str) -> None:
+        steps[name] = time.perf_counter() - started - sum(steps.values())
+
     spark = frame.sparkSession
     with connection(settings) as conn:
         if batch_committed(conn, query_id, batch_id):
             return BatchOutcome(batch_id, 0, 0, 0, None, 0.0, replayed=True)
         ingest_commit = newest_ingest_commit(conn)
-        touched = touched_days(frame).collect()
-        keys = [(row["DP_MSISDN"], row["day"]) for row in touched]
-        rows = sum(int(row["rows"]) for row in touched)
-        first_id = min((int(row["first_id"]) for row in touched), default=None)
-        last_id = max((int(row["last_id"]) for row in touched), default=None)
-        if not touched:
+        touched = cast("pd.DataFrame", touched_days(frame).toPandas())
+        rows = len(touched)
+        if not rows:
             # Spark plans an empty first batch for a new query: nothing to apply or log.
             return BatchOutcome(batch_id, 0, 0, 0, None, time.perf_counter() - started)
+        keys = sorted(set(zip(touched["DP_MSISDN"], touched["day"], strict=True)))
+        first_id, last_id = int(touched["id"].min()), int(touched["id"].max())
+        lap("keys")
         model = models.current(conn)
 
         raw = _arrow_frame(
@@ -303,6 +312,7 @@ def process_batch(
         processed = [
             tuple(row[name] for name in PROCESSED_COLUMNS) for row in aggregate_days(raw).collect()
         ]
+        lap("aggregate")
         to_score = [row for row in processed if row[0] > model.record.test_end]
         predictions: list[tuple[Any, ...]] = []
         if to_score:
@@ -314,10 +324,12 @@ def process_batch(
             stored = _processed_frame(
                 spark, processed_of_subscribers(conn, subscribers, first_day, last_day)
             )
-            fresh = spark.createDataFrame(processed, schema=PROCESSED_SCHEMA)
-            days = spark.createDataFrame([(row[0], row[1]) for row in to_score], [DATE, USER])
+            lap("history")
+            fresh = _processed_frame(spark, processed)
+            days = fresh.where(F.col(DATE) > F.lit(model.record.test_end))
             scored = score_days(merge_history(stored, fresh), days, model, first_day)
             predictions = [tuple(row) for row in scored.collect()]
+        lap("score")
         written_at = write_batch(
             conn,
             StreamBatch(
@@ -333,8 +345,10 @@ def process_batch(
             processed,
             predictions,
         )
+    lap("write")
     lag = None
-    if ingest_commit is not None and (previous_commit is None or ingest_commit > previous_commit):
+    # Measurable when a load committed since the previous batch's write: this batch serves it.
+    if ingest_commit is not None and previous_commit is not None and ingest_commit > previous_commit:
         lag = (written_at - ingest_commit).total_seconds()
     return BatchOutcome(
         batch_id,
@@ -347,6 +361,7 @@ def process_batch(
         last_id,
         lag,
         written_at,
+        steps=steps,
     )
 
 
