@@ -346,9 +346,10 @@ def process_batch(
             predictions,
         )
     lap("write")
-    lag = None
     # Measurable when a load committed since the previous batch's write: this batch serves it.
-    if ingest_commit is not None and previous_commit is not None and ingest_commit > previous_commit:
+    since = previous_commit or written_at
+    lag = None
+    if ingest_commit is not None and ingest_commit > since:
         lag = (written_at - ingest_commit).total_seconds()
     return BatchOutcome(
         batch_id,
