@@ -378,7 +378,7 @@ def test_restart_after_kill_9_loses_and_repeats_nothing(
     loaded = sum(_load_day(trained, cdr_frame, day) for day in days)
     checkpoint = tmp_path / "checkpoint"
     settings = trained.model_copy(update={"stream_checkpoint_dir": checkpoint})
-    env_args = ("--max-rows-per-trigger", "100", "--trigger-seconds", "0.5")
+    env_args = ("--max-rows-per-trigger", "250", "--trigger-seconds", "0.5")
 
     job = _start_job(
         settings,
