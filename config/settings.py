@@ -99,6 +99,13 @@ class Settings(BaseSettings):
 
     insert_chunk_rows: int = Field(10_000, gt=0)
 
+    # The streaming query (`python -m spark_jobs stream`): how often it looks for new CDRs,
+    # at most how many it admits per micro-batch, and where its checkpoint lives (default
+    # OUTPUT_DIR/checkpoints/<DB_NAME>/stream: one per database, see `stream_checkpoint`).
+    stream_trigger_seconds: float = Field(2, gt=0)
+    stream_max_rows_per_trigger: int = Field(20_000, gt=0)
+    stream_checkpoint_dir: Path | None = None
+
     # Spark: local[*] by default; any master (spark://, yarn, k8s://) by setting SPARK_MASTER.
     spark_master: str = "local[*]"
     spark_driver_memory: str = Field("4g", pattern=r"^\d+[kmgt]$")
@@ -135,6 +142,14 @@ class Settings(BaseSettings):
         if not _DB_NAME.fullmatch(value):
             raise ValueError("must be 1 to 64 letters, digits or underscores")
         return value
+
+    @property
+    def stream_checkpoint(self) -> Path:
+        """The streaming query's checkpoint folder: `STREAM_CHECKPOINT_DIR`, or one per
+        database under the output folder."""
+        if self.stream_checkpoint_dir is not None:
+            return self.stream_checkpoint_dir
+        return self.output_dir / "checkpoints" / self.db_name / "stream"
 
     def __repr__(self) -> str:
         # SecretStr already masks the password; keep the repr short for logs.

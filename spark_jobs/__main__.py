@@ -1,4 +1,4 @@
-"""`python -m spark_jobs analysis|model|score`: the Spark stage's jobs.
+"""`python -m spark_jobs analysis|model|score|stream`: the Spark stage's jobs.
 
 Each job checks the database (connect + SELECT 1) before it starts Spark, so a wrong
 password or an unreachable server fails in a second, not after the JVM's start.
@@ -82,6 +82,9 @@ def _parser() -> argparse.ArgumentParser:
         start_help="first date, YYYY-MM-DD; when omitted, the day after the model's test window",
         end_help="last date, YYYY-MM-DD; when omitted, the latest date in Processed_Data",
     )
+    from spark_jobs.stream import add_stream_command
+
+    add_stream_command(commands, cli.formatter_class)
     return cli
 
 
@@ -107,6 +110,10 @@ def with_overrides(
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run one job; return the exit status."""
     args = _parser().parse_args(argv)
+    if args.command == "stream":
+        from spark_jobs.stream import stream_main
+
+        return stream_main(args)
     configure_logging(args.verbose)
     return run(lambda: _main(args))
 
