@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -273,3 +274,15 @@ def test_recent_rows_spanning_several_text_chunks_keep_their_order(
     pd.testing.assert_frame_equal(via_text, via_driver)
     assert len(via_text) == 7_201  # rows up to 02:00:00, newest first
     assert via_text[SUBSCRIBER_COLUMN].iloc[0] == "27710007200"
+
+
+def test_the_pure_client_sends_without_waiting_for_acks(db_settings: Settings) -> None:
+    # With Nagle's algorithm on, each LOAD DATA waited ~40 ms for the server's delayed ACK.
+    conn = connect(db_settings, statement_timeout=30.0)
+    try:
+        sock = conn._socket.sock  # type: ignore[attr-defined]
+        if sock.family not in (socket.AF_INET, socket.AF_INET6):
+            pytest.skip("the settings name a unix socket")
+        assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    finally:
+        conn.close()
