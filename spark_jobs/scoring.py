@@ -23,6 +23,7 @@ from db.models import (
     PREDICTION_COLUMNS,
     PREDICTIONS_TABLE,
     current_model,
+    feature_columns,
     replace_scored_range,
 )
 from db.processed import count_processed, processed_bounds
@@ -40,8 +41,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _PROBABILITY = "_probability_1"
-# Feature values stored with each prediction are rounded: drift detection needs no more.
-_STORED_DIGITS = 6
 
 
 def calibrated(raw: Column, platt: PlattScaling) -> Column:
@@ -63,16 +62,22 @@ def prediction_rows(
 ) -> DataFrame:
     """Rows in `model_predictions`' column order from the output of :func:`predict`.
 
+    Each feature goes, typed and unrounded, to its slot column (`db.models.feature_columns`);
+    only the slots the card's features use are selected. A NaN feature is stored as NULL
+    (MariaDB has no NaN), which monitoring reads back as NaN.
+
     ``keep_label``: reference rows carry their known label; analysis rows leave it NULL
     until it arrives.
     """
     p1 = F.col(_PROBABILITY)
-    features = F.to_json(
-        F.struct(
-            *(F.round(name, _STORED_DIGITS).alias(name) for name in card.continuous_features),
-            *(F.col(name) for name in card.categorical_features),
-        )
-    )
+    slots = feature_columns(card.continuous_features, card.categorical_features)
+    features = {
+        **{
+            slots[name]: F.nanvl(F.col(name).cast("double"), F.lit(None).cast("double"))
+            for name in card.continuous_features
+        },
+        **{slots[name]: F.col(name).cast("string") for name in card.categorical_features},
+    }
     label = F.col(LABEL_COLUMN) if keep_label else F.lit(None)
     columns = {
         "model_version": F.lit(card.version),
@@ -83,9 +88,11 @@ def prediction_rows(
         "probability_1": p1,
         "prediction": (p1 >= F.lit(card.threshold)).cast("int"),
         "label": label.cast("int"),
-        "features": features,
+        **features,
     }
-    return predicted.select(*(columns[name].alias(name) for name in PREDICTION_COLUMNS))
+    return predicted.select(
+        *(columns[name].alias(name) for name in PREDICTION_COLUMNS if name in columns)
+    )
 
 
 @dataclass(frozen=True)
