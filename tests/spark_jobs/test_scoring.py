@@ -10,7 +10,7 @@ import math
 from datetime import date, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pandas as pd
 import pytest
@@ -235,13 +235,9 @@ def test_scored_features_are_the_built_features_and_errors_write_nothing(
     # Every stored feature is the value Spark built for that subscriber-day, unrounded.
     first_day = scored.start - timedelta(days=card.long_window_days - 1)
     processed = read_processed(spark, settings, first_day, scored.end)
-    built = (
-        build_features(processed, first_day, card.min_history_days)
-        .where(F.col(DATE) >= F.lit(scored.start))
-        .toPandas()
-        .sort_values([DATE, USER])
-        .reset_index(drop=True)
-    )
+    features_built = build_features(processed, first_day, card.min_history_days)
+    built = cast(pd.DataFrame, features_built.where(F.col(DATE) >= F.lit(scored.start)).toPandas())
+    built = built.sort_values([DATE, USER]).reset_index(drop=True)
     assert len(analysis) == len(built) == scored.rows
     assert analysis["subscriber"].tolist() == built[USER].tolist()
     for name in (*card.continuous_features, *card.categorical_features):
