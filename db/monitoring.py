@@ -277,7 +277,8 @@ def load_reference(
         ``categorical`` (object) features, in date and subscriber order.
     """
     sql = _SELECT_REFERENCE.format(features=_feature_select(continuous, categorical, ""))
-    with transaction(conn) as cursor:
+    # The binary protocol: ~30 doubles a row are not formatted as text and parsed back.
+    with transaction(conn, prepared=True) as cursor:
         cursor.execute(sql, (version, REFERENCE))
         rows = cursor.fetchall()
     return _prediction_frame(rows, continuous, categorical)
@@ -300,7 +301,7 @@ def load_analysis(
         A frame shaped like :func:`load_reference`'s.
     """
     sql = _SELECT_ANALYSIS.format(features=_feature_select(continuous, categorical, "p."))
-    with transaction(conn) as cursor:
+    with transaction(conn, prepared=True) as cursor:
         cursor.execute(_LAST_PROCESSED)
         (last_processed,) = cursor.fetchone()
         cutoff = label_cutoff(last_processed, label_delay_days)

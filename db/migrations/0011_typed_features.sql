@@ -3,7 +3,8 @@
 -- f<i> (DOUBLE), the j-th categorical one in c<j> (VARCHAR). Unused slots are NULL, which
 -- InnoDB stores as one bit. Existing rows are converted from their JSON using their version's
 -- declared features (a feature missing from a document becomes NULL), then the JSON column is
--- dropped. On 1.4M rows this took ~5 minutes on a loaded 2-core machine.
+-- dropped. On 1.4M rows the conversion took ~5 minutes on a loaded 2-core machine, the
+-- rebuild about 1 more.
 ALTER TABLE model_predictions
     ADD COLUMN IF NOT EXISTS f01 DOUBLE NULL,
     ADD COLUMN IF NOT EXISTS f02 DOUBLE NULL,
