@@ -29,8 +29,8 @@ CATEGORICAL_SLOTS = 4
 CATEGORY_MAX_CHARS = 64
 CONTINUOUS_SLOT_COLUMNS: tuple[str, ...] = tuple(f"f{i:02d}" for i in range(1, 49))
 CATEGORICAL_SLOT_COLUMNS: tuple[str, ...] = tuple(f"c{i}" for i in range(1, 5))
-# The columns a job writes; `id` and `scored_at` are filled by the database. A job's frame
-# may hold only the slots its features use: the others stay NULL.
+# The columns a job writes; `id` and `scored_at` are filled by the database. The slots a
+# model's features do not use hold NULL.
 PREDICTION_COLUMNS: tuple[str, ...] = (
     "model_version",
     "subscriber",

@@ -63,8 +63,8 @@ def prediction_rows(
     """Rows in `model_predictions`' column order from the output of :func:`predict`.
 
     Each feature goes, typed and unrounded, to its slot column (`db.models.feature_columns`);
-    only the slots the card's features use are selected. A NaN feature is stored as NULL
-    (MariaDB has no NaN), which monitoring reads back as NaN.
+    the slots its features do not use are NULL. A NaN feature is stored as NULL (MariaDB
+    has no NaN), which monitoring reads back as NaN.
 
     ``keep_label``: reference rows carry their known label; analysis rows leave it NULL
     until it arrives.
@@ -90,8 +90,14 @@ def prediction_rows(
         "label": label.cast("int"),
         **features,
     }
+    unused = F.lit(None)
     return predicted.select(
-        *(columns[name].alias(name) for name in PREDICTION_COLUMNS if name in columns)
+        *(
+            columns.get(name, unused.cast("string" if name.startswith("c") else "double")).alias(
+                name
+            )
+            for name in PREDICTION_COLUMNS
+        )
     )
 
 

@@ -40,6 +40,7 @@ from spark_jobs.model import run_model
 from spark_jobs.schemas import DATE, USER
 from spark_jobs.scoring import prediction_rows, run_score
 
+DATE_COLUMN = "as_of_date"
 VERSION = "v-typed"
 CONTINUOUS = ("calls_mean_7", "trend")
 CATEGORICAL = ("usage_profile",)
@@ -173,25 +174,18 @@ def test_analysis_rows_replace_their_range_with_identical_contents(
         assert _same(second[name].tolist(), _expected(name)), name
 
 
-def test_a_job_row_holds_only_the_slots_its_features_use(spark: Any) -> None:
+def test_a_job_row_fills_its_slots_and_leaves_the_others_null(spark: Any) -> None:
     predicted = spark.createDataFrame(_ROWS, _SCHEMA)
 
     rows = prediction_rows(predicted, _card(), REFERENCE, keep_label=True)
 
-    assert rows.columns == [
-        "model_version",
-        "subscriber",
-        "as_of_date",
-        "period",
-        "probability_0",
-        "probability_1",
-        "prediction",
-        "label",
-        "f01",
-        "f02",
-        "c1",
-    ]
-    assert dict(rows.dtypes)["f01"] == "double" and dict(rows.dtypes)["c1"] == "string"
+    assert rows.columns == list(PREDICTION_COLUMNS)
+    types = dict(rows.dtypes)
+    assert types["f01"] == types["f48"] == "double" and types["c1"] == types["c4"] == "string"
+    first = rows.orderBy(DATE_COLUMN, "subscriber").first()
+    assert first is not None
+    assert first["f01"] == _ROWS[0][3] and first["c1"] == "voice"
+    assert first["f03"] is None and first["c2"] is None
 
 
 HISTORY = GeneratorConfig(subscribers=300, days=45, churn_rate=0.3, seed=11)
