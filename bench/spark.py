@@ -14,8 +14,9 @@ In one run, on the same data:
   staging table (target >= 250k rows/s), timed up to the move-in;
 - **model fit**: ``run_model`` on those subscriber-days (target <= 180 s), then **scoring**:
   ``run_score`` over the model's training dates (the dates after its test window are not in
-  the data; the work per row is the same); the time of both is split by step by wrapping
-  the jobs' own functions for the run;
+  the data; the work per row is the same); both are run step by step with the jobs' public
+  step functions (``spark_jobs.model.split_rows`` ... ``register_trained``,
+  ``spark_jobs.scoring.plan_score`` ... ``score_rows``), chained as the jobs chain them;
 - **demo ROC-AUC**: ``run_analysis`` and ``run_model`` on the demo data (the generator's
   defaults: 3000 subscribers x 60 days from 2024-01-01) over 2024-01-01..2024-02-29, the
   processed range of ``config/config.json``: the held-out ROC-AUC of the time split. The
@@ -44,11 +45,10 @@ import shutil
 import statistics
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import date, timedelta
-from functools import partial, wraps
+from functools import partial
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from bench.ingest import expected_fingerprint, same_fingerprint
@@ -58,7 +58,20 @@ from db.connection import connection, database_exists, drop_database, server_ver
 from db.errors import DatabaseError, MigrationError
 from db.maintenance import cdr_fingerprint, server_pid_file, staged_row_count
 from db.migrate import init_database
-from db.processed import PROCESSED_TABLE, cdr_id_range, replace_processed_range
+from db.models import (
+    PREDICTION_COLUMNS,
+    PREDICTIONS_TABLE,
+    current_model,
+    replace_scored_range,
+    training_fingerprint,
+)
+from db.processed import (
+    PROCESSED_TABLE,
+    cdr_id_range,
+    count_processed,
+    processed_bounds,
+    replace_processed_range,
+)
 from ingest.generator import GeneratorConfig, generate_cdr
 from ingest.seeding import seed_from_generator
 
@@ -474,116 +487,139 @@ def staged_write(frame: DataFrame, settings: Settings, expected_rows: int) -> Ca
     return step
 
 
-@contextmanager
-def call_timer(targets: Sequence[tuple[object, str]]) -> Iterator[dict[str, float]]:
-    """Wall seconds spent in each named callable while inside (wrapped, restored on exit).
-
-    Names missing from their owner are left out, so a renamed step shows as unmeasured
-    instead of failing the run.
-    """
-    spent: dict[str, float] = {}
-    patched: list[tuple[object, str, Any, bool]] = []
-
-    def timed(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
-        @wraps(original)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            began = time.perf_counter()
-            try:
-                return original(*args, **kwargs)
-            finally:
-                spent[name] = spent.get(name, 0.0) + time.perf_counter() - began
-
-        return wrapper
-
-    for owner, name in targets:
-        original = getattr(owner, name, None)
-        if original is None:
-            continue
-        label = f"{getattr(owner, '__name__', owner)}.{name}"
-        patched.append((owner, name, original, name in vars(owner)))
-        setattr(owner, name, timed(label, original))
-    try:
-        yield spent
-    finally:
-        for owner, name, original, own in reversed(patched):
-            if own:
-                setattr(owner, name, original)
-            else:
-                delattr(owner, name)
-
-
 def timed_model(
     spark: SparkSession, settings: Settings, dates: PipelineDates, meter: CpuMeter
-) -> tuple[ModelReport, Usage, dict[str, float]]:
-    """`run_model`, with the wall seconds of its main steps."""
-    from pyspark.ml.tuning import CrossValidator
+) -> tuple[ModelReport, Usage, list[tuple[str, float]]]:
+    """The model job's public steps, chained as `run_model` chains them, each timed.
 
-    import spark_jobs.model as model_job
+    Returns the report, the whole run's usage and the wall seconds of each step.
+    """
+    from pyspark.sql import functions as F
 
-    hooks = [
-        (model_job, "_split"),
-        (model_job, "_count_parts"),
-        (model_job, "_tune"),
-        (CrossValidator, "fit"),
-        (model_job, "_calibrate"),
-        (model_job, "write_staged"),
-        (model_job, "save_model"),
-    ]
-    with call_timer(hooks) as spent:
-        report, usage = meter.run(lambda: model_job.run_model(spark, settings, dates))
-    return report, usage, spent
+    from spark_jobs import model as job
+    from spark_jobs.artifacts import save_model
+    from spark_jobs.io import read_processed
+    from spark_jobs.session import shuffle_partitions_for
+
+    steps: list[tuple[str, float]] = []
+
+    def timed(label: str, step: Callable[[], _T]) -> _T:
+        result, usage = meter.run(step)
+        steps.append((label, usage.seconds))
+        return result
+
+    def run() -> ModelReport:
+        began = time.perf_counter()
+        start, end = dates.processed_start, dates.processed_end
+        with connection(settings) as conn:
+            available = count_processed(conn, start, end)
+            fingerprint = training_fingerprint(conn, start, end)
+            _, last, _ = processed_bounds(conn)
+        if available == 0 or last is None:
+            raise BenchError(f"{settings.db_name} has no processed rows from {start} to {end}")
+        partitions = shuffle_partitions_for(available, settings)
+        spark.conf.set("spark.sql.shuffle.partitions", str(partitions))
+        params = job.training_params(settings, dates, last)
+        version = job.model_version(settings, dates, fingerprint)
+        processed = read_processed(spark, settings, start, end)
+        features = job.labelled_features(processed, start, params.min_history_days)
+        split = timed("features + split (distinct dates)", lambda: job.split_rows(features, params))
+        labelled, windows = split[0].cache(), split[1]
+        try:
+            counts = timed(
+                "features again + cache + counts per part", lambda: job.count_parts(labelled)
+            )
+            fit = job.fitting_rows(labelled, counts, params).cache()
+            forest = timed(
+                "cross-validation + refit of the best forest",
+                lambda: job.tune_forest(fit, counts.rows["fit"], params),
+            )
+            fit.unpersist()
+            calibration = labelled.where(~F.col("_test") & F.col("_calibration"))
+            card = timed(
+                "calibration (score + Platt + threshold)",
+                lambda: job.calibrate(forest.pipeline, calibration, version, params),
+            )
+            test = labelled.where(F.col("_test"))
+            evaluation = timed(
+                "test scoring + metrics", lambda: job.evaluate_model(forest.pipeline, card, test)
+            )
+        finally:
+            labelled.unpersist()
+        trained = job.TrainedModel(version, params, windows, counts, forest, card, evaluation)
+        folder = settings.model_dir / version
+        try:
+            timed(
+                "save the pipeline",
+                lambda: save_model(folder, forest.pipeline, card, trained.summary()),
+            )
+            reference = timed(
+                "write reference predictions + register",
+                lambda: job.register_trained(settings, trained, folder),
+            )
+        finally:
+            trained.release()
+        return job.ModelReport.of(trained, folder, reference, time.perf_counter() - began)
+
+    report, usage = meter.run(run)
+    steps.append(("read, counts, the rest", usage.seconds - sum(s for _, s in steps)))
+    return report, usage, steps
 
 
 def timed_score(
     spark: SparkSession, settings: Settings, start: date, end: date, meter: CpuMeter
 ) -> tuple[ScoreReport, Usage, list[tuple[str, float]]]:
-    """`run_score` over [start, end], with the wall seconds of its steps."""
-    import spark_jobs.scoring as score_job
+    """The score job's public steps over [start, end], chained as `run_score` does, timed."""
+    from spark_jobs import scoring as job
+    from spark_jobs.artifacts import load_model
+    from spark_jobs.io import read_processed, write_staged
+    from spark_jobs.scoring import ScoreReport
+    from spark_jobs.session import shuffle_partitions_for
 
-    hooks = [(score_job, "write_staged"), (score_job, "replace_scored_range")]
-    with call_timer(hooks) as spent:
-        report, usage = meter.run(lambda: score_job.run_score(spark, settings, start, end))
-    write = spent.get("spark_jobs.scoring.write_staged")
-    move_in = spent.get("spark_jobs.scoring.replace_scored_range")
-    if write is None or move_in is None:
-        return report, usage, []
+    marks: dict[str, float] = {}
+
+    def run() -> ScoreReport:
+        began = time.perf_counter()
+        with connection(settings) as conn:
+            record = current_model(conn)
+            _, last, _ = processed_bounds(conn)
+        model, first, last_day = job.plan_score(record, last, start, end)
+        pipeline, card = load_model(Path(model.path))
+        reading = job.reading_start(card, first)
+        with connection(settings) as conn:
+            rows_read = count_processed(conn, reading, last_day)
+        partitions = shuffle_partitions_for(rows_read, settings)
+        spark.conf.set("spark.sql.shuffle.partitions", str(partitions))
+        processed = read_processed(spark, settings, reading, last_day)
+        rows = job.score_rows(processed, pipeline, card, first, last_day)
+        marks["prepared"] = time.perf_counter()
+
+        def move_in(conn: Any, staging: str) -> int:
+            marks["written"] = time.perf_counter()
+            stored = replace_scored_range(
+                conn, staging, version=model.version, start=first, end=last_day
+            )
+            marks["moved"] = time.perf_counter()
+            return stored
+
+        stored = write_staged(
+            rows, settings, PREDICTIONS_TABLE, move_in, columns=PREDICTION_COLUMNS
+        )
+        return ScoreReport(model.version, first, last_day, stored, time.perf_counter() - began)
+
+    began = time.perf_counter()
+    report, usage = meter.run(run)
+    finished = began + usage.seconds
     return (
         report,
         usage,
         [
-            ("features + predict + JDBC write to staging", write - move_in),
-            ("move-in: replace_scored_range", move_in),
-            ("model load, counts, the rest", usage.seconds - write),
+            ("model, dates, counts", marks["prepared"] - began),
+            ("features + predict + JDBC write to staging", marks["written"] - marks["prepared"]),
+            ("move-in: replace_scored_range", marks["moved"] - marks["written"]),
+            ("drop the staging table, the rest", finished - marks["moved"]),
         ],
     )
-
-
-def model_breakdown(spent: dict[str, float], total: float) -> list[tuple[str, float]]:
-    """The model job's seconds by step, from the wrapped calls of :func:`timed_model`."""
-    names = {
-        "split": "spark_jobs.model._split",
-        "count": "spark_jobs.model._count_parts",
-        "tune": "spark_jobs.model._tune",
-        "cv": "CrossValidator.fit",
-        "calibrate": "spark_jobs.model._calibrate",
-        "write": "spark_jobs.model.write_staged",
-        "save": "spark_jobs.model.save_model",
-    }
-    got = {key: spent.get(name) for key, name in names.items()}
-    if any(value is None for value in got.values()):
-        return []
-    seconds = {key: float(value or 0.0) for key, value in got.items()}
-    steps = [
-        ("features + time split (distinct dates)", seconds["split"]),
-        ("features again + cache + counts per part", seconds["count"]),
-        ("cross-validation (grid x folds, sample)", seconds["cv"]),
-        ("refit of the best forest on all fit rows", seconds["tune"] - seconds["cv"]),
-        ("calibration (score + Platt + threshold)", seconds["calibrate"]),
-        ("save the pipeline", seconds["save"]),
-        ("write reference predictions + register", seconds["write"]),
-    ]
-    steps.append(("test scoring, metrics, the rest", total - sum(s for _, s in steps)))
-    return steps
 
 
 # --- Report -----------------------------------------------------------------------------------
@@ -702,6 +738,7 @@ def benchmark(
 ) -> Results:
     """Run every step on the seeded databases; return the figures."""
     from spark_jobs.analysis import run_analysis
+    from spark_jobs.model import run_model
 
     results = Results()
     meter = CpuMeter(int(spark.sparkContext._jvm.ProcessHandle.current().pid()), server_pid(data))  # type: ignore[union-attr]
@@ -772,11 +809,10 @@ def benchmark(
     if args.skip_model:
         return results
     progress("model on the ~1M subscriber-days ...")
-    model, usage, spent = timed_model(spark, data, data_dates, meter)
+    model, usage, results.model_steps = timed_model(spark, data, data_dates, meter)
     results.timing(MODEL_FIT, "model fit: run_model (subscriber-days read)", processed_rows)
     results.timings[MODEL_FIT].runs.append(usage)
     results.models["data"] = model_summary(f"{data.db_name}, time split", model)
-    results.model_steps = model_breakdown(spent, usage.seconds)
     progress(f"  run_model: {usage.seconds:.1f} s, ROC-AUC {model.metrics['roc_auc']:.3f}")
 
     progress("scoring the model's training dates ...")
@@ -785,16 +821,10 @@ def benchmark(
     results.timing(SCORING, f"scoring: run_score {start}..{end}", scored.rows).runs.append(usage)
 
     progress("model on the demo data ...")
-    demo_report, usage = meter.run(lambda: _run_model(spark, demo, demo_dates))
+    demo_report, usage = meter.run(lambda: run_model(spark, demo, demo_dates))
     results.models["demo"] = model_summary(f"{demo.db_name} (demo data), time split", demo_report)
     results.extra["demo_model_usage"] = usage.as_dict()
     return results
-
-
-def _run_model(spark: SparkSession, settings: Settings, dates: PipelineDates) -> ModelReport:
-    from spark_jobs.model import run_model
-
-    return run_model(spark, settings, dates)
 
 
 def targets_of(results: Results) -> list[Target]:
@@ -862,11 +892,11 @@ def print_report(results: Results) -> list[Target]:
     if results.model_steps:
         print()
         total = results.timings[MODEL_FIT].seconds
-        print(breakdown_table("run_model, by step (wrapped calls)", results.model_steps, total))
+        print(breakdown_table("run_model, by step (its public steps)", results.model_steps, total))
     if results.score_steps:
         print()
         total = results.timings[SCORING].seconds
-        print(breakdown_table("run_score, by step (wrapped calls)", results.score_steps, total))
+        print(breakdown_table("run_score, by step (its public steps)", results.score_steps, total))
     for model in results.models.values():
         m = model["metrics"]
         print(

@@ -74,6 +74,8 @@ class Settings(BaseSettings):
     monitoring_chunk_size: int | None = Field(None, gt=0)
     # Chunks with fewer rows are reported with a warning: their estimates are too noisy.
     monitoring_min_chunk_rows: int = Field(300, gt=0)
+    # Performance alerts on a drop only ("lower"), or on a rise too ("both").
+    monitoring_alert_direction: Literal["lower", "both"] = "lower"
     monitoring_poll_interval: float = Field(30, gt=0)
     monitoring_retry_max_backoff: float = Field(60, gt=0)
 
@@ -97,10 +99,22 @@ class Settings(BaseSettings):
 
     insert_chunk_rows: int = Field(10_000, gt=0)
 
+    # The streaming query (`python -m spark_jobs stream`): how often it looks for new CDRs,
+    # at most how many it admits per micro-batch, and where its checkpoint lives (default
+    # OUTPUT_DIR/checkpoints/<DB_NAME>/stream: one per database, see `stream_checkpoint`).
+    stream_trigger_seconds: float = Field(2, gt=0)
+    stream_max_rows_per_trigger: int = Field(20_000, gt=0)
+    stream_checkpoint_dir: Path | None = None
+
     # Spark: local[*] by default; any master (spark://, yarn, k8s://) by setting SPARK_MASTER.
     spark_master: str = "local[*]"
     spark_driver_memory: str = Field("4g", pattern=r"^\d+[kmgt]$")
     spark_executor_memory: str = Field("4g", pattern=r"^\d+[kmgt]$")
+    # On a cluster master, how long a job waits for its first executor before it stops with
+    # an error (a cluster too small for SPARK_EXECUTOR_MEMORY never grants one).
+    spark_executor_wait_seconds: float = Field(120, gt=0)
+    # Show Spark's own INFO lines (log4j profile, task binaries, ...); warnings always show.
+    spark_verbose: bool = False
     # None: sized from the data by each job (about one partition per 250k rows, 2 at least).
     spark_shuffle_partitions: int | None = Field(None, gt=0)
     jdbc_jar: Path = Path("/usr/share/java/mariadb-java-client.jar")
@@ -128,6 +142,14 @@ class Settings(BaseSettings):
         if not _DB_NAME.fullmatch(value):
             raise ValueError("must be 1 to 64 letters, digits or underscores")
         return value
+
+    @property
+    def stream_checkpoint(self) -> Path:
+        """The streaming query's checkpoint folder: `STREAM_CHECKPOINT_DIR`, or one per
+        database under the output folder."""
+        if self.stream_checkpoint_dir is not None:
+            return self.stream_checkpoint_dir
+        return self.output_dir / "checkpoints" / self.db_name / "stream"
 
     def __repr__(self) -> str:
         # SecretStr already masks the password; keep the repr short for logs.

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -78,12 +78,13 @@ _SELECT_ANALYSIS = (
 _INSERT_RUN = (
     "INSERT INTO monitoring_runs (model_version, run_trigger, status, started_at, finished_at, "
     "chunking, reference_rows, analysis_rows, labelled_rows, chunks, watermark_id, alerts, "
-    "warnings, error_message) VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
+    "verdicts, warnings, error_message) "
+    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
 _RUN_COLUMNS = (
     "run_id, model_version, run_trigger, status, started_at, finished_at, chunking, "
     "reference_rows, analysis_rows, labelled_rows, chunks, watermark_id, alerts, warnings, "
-    "error_message"
+    "error_message, verdicts"
 )
 _SELECT_LATEST_RUN = (
     f"SELECT {_RUN_COLUMNS} FROM monitoring_runs "  # noqa: S608 - constant column list
@@ -192,6 +193,7 @@ class RunRecord:
         chunks: Analysis chunks.
         alerts: Chunks in alert per kind of alert (`MonitoringResult.alert_counts`).
         warnings: Warnings the run reported.
+        verdicts: Each chunk's ``{"chunk", "verdict", "reasons"}`` (`ChunkVerdict.to_json`).
     """
 
     model_version: str
@@ -206,6 +208,7 @@ class RunRecord:
     chunks: int | None = None
     alerts: Mapping[str, int] | None = None
     warnings: int | None = None
+    verdicts: Sequence[Mapping[str, Any]] | None = None
 
 
 @dataclass(frozen=True)
@@ -227,11 +230,12 @@ class StoredRun:
     alerts: dict[str, int]
     warnings: int | None
     error_message: str | None
+    verdicts: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def _from_row(cls, row: Sequence[Any]) -> StoredRun:
         (run_id, version, trigger, status, started, finished, chunking, reference, analysis,
-         labelled, chunks, watermark, alerts, warnings, error) = row  # fmt: skip
+         labelled, chunks, watermark, alerts, warnings, error, verdicts) = row  # fmt: skip
         return cls(
             run_id=int(run_id),
             model_version=str(version),
@@ -248,6 +252,7 @@ class StoredRun:
             alerts=json.loads(alerts) if alerts else {},
             warnings=_optional_int(warnings),
             error_message=error,
+            verdicts=json.loads(verdicts) if verdicts else [],
         )
 
 
@@ -368,6 +373,7 @@ def store_run(conn: Connection, run: MonitoringRun, consumer: str | None = None)
         chunks=len(result.chunks),
         alerts=result.alert_counts(),
         warnings=len(result.warnings),
+        verdicts=[verdict.to_json() for verdict in result.verdicts()],
     )
     drift_rows = [*result.drift_rows(), *result.quality_rows()]
     with transaction(conn) as cursor:
@@ -416,6 +422,7 @@ def _insert_run(cursor: Cursor, run: RunRecord, status: RunStatus, error: str | 
             run.chunks,
             run.watermark_id,
             None if run.alerts is None else json.dumps(dict(run.alerts)),
+            None if run.verdicts is None else json.dumps([dict(v) for v in run.verdicts]),
             run.warnings,
             error,
         ),

@@ -12,27 +12,37 @@ inserted twice; an outage is retried with exponential backoff and shown in the s
 - **No hang.** The stream's connections bound every statement (``STREAM_STATEMENT_TIMEOUT``)
   and use the pure client, whose socket waits release the GIL, so a hung server makes the
   stream `retrying` and leaves the service's views answering.
+- **Bulk loads.** Each batch goes in with LOAD DATA LOCAL INFILE from a CSV file in a folder
+  private to the service (in RAM where /dev/shm exists), removed after every batch; the
+  connection may read local files from that folder only. A server that refuses local files
+  (``local_infile=OFF``) gets multi-row INSERTs instead; both store the same rows.
 - **No driver text.** ``last_error`` is a stable code and a plain message; the log has the rest.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import secrets
+import shutil
+import tempfile
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any, Literal
 
+import pandas as pd
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from config.settings import Settings
 from db.cdr import frame_to_rows
 from db.connection import Connection, connect
-from db.errors import DatabaseError, is_transient
+from db.errors import DatabaseError, QueryError, is_transient
 from db.history import latest_simulated_date
 from db.ingest_log import (
     LeaseHeld,
@@ -42,6 +52,7 @@ from db.ingest_log import (
     acquire_lease,
     committed_batches,
     end_leased_source,
+    load_batch,
     register_source,
     release_lease,
     renew_lease,
@@ -53,6 +64,9 @@ from ingest.simulator import BatchClock, ClockMode, StreamBase, build_batch, sim
 from ingest.sources import stream_base
 
 log = logging.getLogger(__name__)
+
+# The server refuses LOAD DATA LOCAL INFILE: MariaDB/MySQL with local_infile=OFF, MySQL 8.
+_LOCAL_INFILE_REFUSED = frozenset({1148, 3948})
 
 StreamState = Literal["running", "retrying", "stopping", "completed", "stopped", "failed"]
 _FINAL_STATES = frozenset({"completed", "stopped", "failed"})
@@ -149,9 +163,11 @@ class StreamRunner:
         connect_db: ConnectionFactory,
         already_done: dict[int, int] | None = None,
         owner: str | None = None,
+        load_dir: Path | None = None,
     ) -> None:
         self.spec = spec
         self.owner = owner
+        self._load_dir = load_dir
         self._base = base
         self._clock = clock
         self._settings = settings
@@ -236,7 +252,7 @@ class StreamRunner:
                     datetime.now(),
                     self.spec.scenario,
                 )
-                conn, written = self._write_with_retry(conn, batch_index, frame_to_rows(frame))
+                conn, written = self._write_with_retry(conn, batch_index, frame)
                 if not written:
                     final = "stopped" if self._stop.is_set() else "failed"
                     break
@@ -289,8 +305,36 @@ class StreamRunner:
                     _close_quietly(conn)
                     conn = None
 
+    def _write(self, conn: Connection, batch_index: int, frame: pd.DataFrame) -> bool:
+        """Write one batch with its log row; False if it was committed before."""
+        lease = None if self.owner is None else (self.owner, self._settings.stream_lease_seconds)
+        if self._load_dir is not None:
+            try:
+                return load_batch(
+                    conn, self.spec.stream_id, batch_index, frame, self._load_dir, lease=lease
+                )
+            except QueryError as exc:
+                if exc.errno not in _LOCAL_INFILE_REFUSED:
+                    raise
+                log.warning(
+                    "stream %s: the server refuses LOAD DATA LOCAL INFILE (%s); "
+                    "writing with INSERTs",
+                    self.spec.stream_id,
+                    exc,
+                )
+                self._load_dir = None
+        rows = frame_to_rows(frame)
+        return write_batch(
+            conn,
+            self.spec.stream_id,
+            batch_index,
+            rows,
+            self._settings.insert_chunk_rows,
+            lease=lease,
+        )
+
     def _write_with_retry(
-        self, conn: Connection | None, batch_index: int, rows: list[tuple[Any, ...]]
+        self, conn: Connection | None, batch_index: int, frame: pd.DataFrame
     ) -> tuple[Connection | None, bool]:
         """Write one batch, retrying through outages; return the connection and success."""
         backoff = self._settings.stream_retry_initial_backoff
@@ -301,16 +345,7 @@ class StreamRunner:
                 if conn is None:
                     conn = self._connect()
                 started = time.perf_counter()
-                inserted = write_batch(
-                    conn,
-                    self.spec.stream_id,
-                    batch_index,
-                    rows,
-                    self._settings.insert_chunk_rows,
-                    lease=None
-                    if self.owner is None
-                    else (self.owner, self._settings.stream_lease_seconds),
-                )
+                inserted = self._write(conn, batch_index, frame)
                 seconds = time.perf_counter() - started
             except LeaseLost:
                 raise
@@ -350,13 +385,13 @@ class StreamRunner:
                     self.progress.state = "running"
                 self.progress.batches_done += 1
                 if ours:
-                    self.progress.rows_done += len(rows)
+                    self.progress.rows_done += len(frame)
                 else:
                     self.progress.batches_skipped += 1
                 if inserted:
                     self.progress.insert_seconds += seconds
             if ours:
-                self._metrics.rows.inc(len(rows))
+                self._metrics.rows.inc(len(frame))
                 self._metrics.batches.inc()
             if inserted:
                 self._metrics.insert_latency.observe(seconds)
@@ -421,7 +456,17 @@ class StreamManager:
 
     Its connections bound every statement (``STREAM_STATEMENT_TIMEOUT``) and use the pure
     client, whose waits release the GIL: a hung server then makes the stream retry, and never
-    freezes the service's other threads (the status, health and metrics views).
+    freezes the service's other threads (the status, health and metrics views). They may
+    load local files from :attr:`load_dir` only, a folder of the manager's own (removed with
+    the manager) where each batch's CSV file lives while it is loaded.
+
+    Args:
+        settings: The settings.
+        connect_db: Opens the stream's connections; by default bounded ones, allowed to load
+            files from :attr:`load_dir`. One given here must allow that too, or pass
+            ``bulk_load=False``.
+        owner: This service's name on the streams' leases.
+        bulk_load: Write batches with LOAD DATA LOCAL INFILE rather than INSERTs.
     """
 
     def __init__(
@@ -429,12 +474,20 @@ class StreamManager:
         settings: Settings,
         connect_db: ConnectionFactory | None = None,
         owner: str | None = None,
+        *,
+        bulk_load: bool = True,
     ) -> None:
         self.settings = settings
         self.metrics = StreamMetrics()
         self.owner = owner or secrets.token_hex(8)
+        self.load_dir = _private_folder() if bulk_load else None
+        if self.load_dir is not None:
+            weakref.finalize(self, shutil.rmtree, self.load_dir, ignore_errors=True)
+        infile: dict[str, Any] = (
+            {} if self.load_dir is None else {"allow_local_infile_in_path": str(self.load_dir)}
+        )
         self._connect = connect_db or (
-            lambda: connect(settings, statement_timeout=settings.stream_statement_timeout)
+            lambda: connect(settings, statement_timeout=settings.stream_statement_timeout, **infile)
         )
         self._lock = threading.Lock()
         self._runner: StreamRunner | None = None
@@ -560,6 +613,7 @@ class StreamManager:
             self._connect,
             already_done=done,
             owner=self.owner,
+            load_dir=self.load_dir,
         )
 
     def stop(self) -> StreamRunner:
@@ -585,6 +639,14 @@ class StreamManager:
             runner.request_stop()
         if runner is not None:
             runner.join(timeout)
+
+
+def _private_folder() -> Path:
+    """A new folder only this process uses, in RAM (/dev/shm) where the machine has one."""
+    shm = Path("/dev/shm")
+    parent = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
+    # mkdtemp makes it readable by its owner only; its name has no quote for LOAD DATA to trip on.
+    return Path(tempfile.mkdtemp(prefix="cdringest_", dir=parent))
 
 
 def _close_quietly(conn: Connection) -> None:

@@ -7,8 +7,10 @@ named by ``--reference`` and ``--analysis`` (labels that arrived later may come 
     {"y_true": "churned", "y_pred_proba": "score", "y_pred": "predicted", "timestamp": "ts",
      "id": "prediction_id", "features": ["calls", "sms", "plan"], "categorical": ["plan"]}
 
-It prints the result as JSON on standard output and, with ``--output DIR``, writes the report
-(CSV and plots) there. Without ``--reference``, ``run`` monitors a model version's stored
+It prints a summary table on standard output (per metric: chunks, realized chunks, mean
+|estimate - realized|, the latest estimate and its bounds, alerts; then the alert counts and the
+verdicts), or the full result as JSON with ``--json``, and with ``--output DIR`` writes the
+report (CSV and plots) there. Without ``--reference``, ``run`` monitors a model version's stored
 predictions (the current one by default), stores the figures in the database and writes the
 report under ``OUTPUT_DIR/monitoring/<DB_NAME>/<version>/``, as ``GET /run-monitoring`` does.
 
@@ -48,12 +50,14 @@ from config.settings import load_settings
 from config.web import validation_error
 from monitoring.compute.result import MonitoringResult
 from monitoring.compute.spec import (
+    ALERT_DIRECTIONS,
     CATEGORICAL_METHODS,
     CHUNK_PERIODS,
     CONTINUOUS_METHODS,
     DEFAULT_CATEGORICAL_METHOD,
     DEFAULT_CONTINUOUS_METHOD,
     MIN_CHUNK_ROWS,
+    AlertPolicy,
     Chunking,
     ColumnMapping,
 )
@@ -85,7 +89,8 @@ def _parser() -> _Parser:
     run_cmd = commands.add_parser(
         "run",
         help="monitor predictions from files (--reference ...) or from the database",
-        description="Monitor a model version's predictions and print the result as JSON. "
+        description="Monitor a model version's predictions and print a summary (the full "
+        "result as JSON with --json). "
         "File mode reads --reference, --analysis and --mapping; without --reference the "
         "predictions come from the database.",
     )
@@ -111,6 +116,15 @@ def _parser() -> _Parser:
         help="chunk by this many rows (default: by period; MONITORING_CHUNK_SIZE in database mode)",
     )
     run_cmd.add_argument("--output", type=Path, help="also write the report (CSV, plots) here")
+    run_cmd.add_argument(
+        "--json", action="store_true", help="print the full result as JSON, not the summary"
+    )
+    run_cmd.add_argument(
+        "--alert-direction",
+        choices=ALERT_DIRECTIONS,
+        help="performance alerts on a drop (lower) or on a drop or a rise (both) (default: "
+        "lower in file mode, MONITORING_ALERT_DIRECTION in database mode)",
+    )
     run_cmd.add_argument(
         "--min-chunk-rows",
         type=positive_int,
@@ -180,6 +194,8 @@ def _run_from_database(args: argparse.Namespace) -> int:
         overrides.update(monitoring_chunk_period=args.chunk_period, monitoring_chunk_size=None)
     if args.min_chunk_rows is not None:
         overrides.update(monitoring_min_chunk_rows=args.min_chunk_rows)
+    if args.alert_direction is not None:
+        overrides.update(monitoring_alert_direction=args.alert_direction)
     settings = settings.model_copy(update=overrides)
     from monitoring.pipeline.runner import run_for_model
 
@@ -189,8 +205,17 @@ def _run_from_database(args: argparse.Namespace) -> int:
         return fail(str(exc), EXIT_USAGE)
     except MonitoringError as exc:
         return fail(str(exc), EXIT_FAILED)
-    print(json.dumps(completed.to_json(settings.output_dir), allow_nan=False, indent=2))
+    _print(completed.to_json(settings.output_dir), args.json)
     return EXIT_OK
+
+
+def _print(report: dict[str, object], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(report, allow_nan=False, indent=2))
+        return
+    from monitoring.report.summary import summary_table
+
+    print(summary_table(report))
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -229,7 +254,7 @@ def _run_from_files(args: argparse.Namespace) -> int:
         except OSError as exc:
             return fail(f"cannot write the report to {args.output}: {exc}", EXIT_FAILED)
         log.info("wrote %d report files to %s", len(written), args.output)
-    print(json.dumps(result.to_json(), allow_nan=False, indent=2))
+    _print(result.to_json(), args.json)
     return EXIT_OK
 
 
@@ -257,6 +282,7 @@ def _monitor_files(args: argparse.Namespace) -> MonitoringResult:
         min_chunk_rows=args.min_chunk_rows or MIN_CHUNK_ROWS,
         continuous_method=args.continuous_method,
         categorical_method=args.categorical_method,
+        policy=AlertPolicy(direction=args.alert_direction or "lower"),
     )
 
 

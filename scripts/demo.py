@@ -10,9 +10,12 @@ seeding and the demo stream are idempotent, so the data stays the same.
 from __future__ import annotations
 
 import os
+import secrets
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -23,14 +26,23 @@ sys.path.insert(0, str(ROOT))
 from config.settings import load_settings  # noqa: E402
 from db.cdr import cdr_bounds, daily_summary  # noqa: E402
 from db.connection import connection  # noqa: E402
-from ingest.client import call, describe_progress, run_stream, wait_until_healthy  # noqa: E402
+from ingest.client import (  # noqa: E402
+    ClientError,
+    call,
+    describe_error,
+    describe_progress,
+    run_stream,
+    wait_until_healthy,
+)
 
 # 91 days, 2024-01-01 to 2024-03-31: the model trains on January and February
 # (config.json's processed range), March is scored and its labels arrive within the demo.
 SEED_DAYS = "91"
+# The stream continues the seeded population (about 2,930 rows a day): 10 x 3,000 rows
+# carry it through about ten April days.
 DEMO_STREAM = {
     "stream_id": "demo-stream-april",
-    "batch_size": 2000,
+    "batch_size": 3000,
     "num_batches": 10,
     "interval": 0.5,
     "clock": "simulated",
@@ -47,6 +59,25 @@ def run(*args: str) -> None:
     subprocess.run([sys.executable, *args], cwd=ROOT, check=True)
 
 
+@contextmanager
+def service(module: str, url: str) -> Iterator[None]:
+    """Run ``python -m <module> serve`` and make sure it is the one answering on ``url``.
+
+    The service gets a fresh ``INSTANCE_ID``; a port held by another process fails the demo
+    with that process named, instead of talking to it.
+    """
+    nonce = secrets.token_hex(8)
+    process = subprocess.Popen(
+        [sys.executable, "-m", module, "serve"], cwd=ROOT, env={**os.environ, "INSTANCE_ID": nonce}
+    )
+    try:
+        wait_until_healthy(url, timeout=60, instance_id=nonce)
+        yield
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
 def main() -> int:
     began = time.monotonic()
     step("Database server")
@@ -59,21 +90,24 @@ def main() -> int:
     settings = load_settings()
     url = f"http://{settings.ingest_host}:{settings.ingest_port}"
     step(f"Streaming simulator on {url}")
-    server = subprocess.Popen(
-        [sys.executable, "-m", "ingest", "serve"], cwd=ROOT, env={**os.environ}
-    )
+    token = settings.api_token.get_secret_value() if settings.api_token else None
     try:
-        wait_until_healthy(url, timeout=60)
-        step(
-            f"Stream {DEMO_STREAM['num_batches']} batches x {DEMO_STREAM['batch_size']} rows "
-            "(simulated clock: one day per batch)"
-        )
-        final = run_stream(url, DEMO_STREAM, lambda s: print(describe_progress(s), flush=True))
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
+        with service("ingest", url):
+            step(
+                f"Stream {DEMO_STREAM['num_batches']} batches x {DEMO_STREAM['batch_size']} rows "
+                "(simulated clock: the population carried on, day after day)"
+            )
+            final = run_stream(
+                url, DEMO_STREAM, lambda s: print(describe_progress(s), flush=True), token=token
+            )
+    except ClientError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     if final["state"] != "completed":
-        print(f"the demo stream ended {final['state']}: {final['last_error']}", file=sys.stderr)
+        print(
+            f"the demo stream ended {final['state']}: {describe_error(final['last_error'])}",
+            file=sys.stderr,
+        )
         return 1
 
     with connection(settings) as conn:
@@ -95,15 +129,12 @@ def main() -> int:
 
     monitoring_url = f"http://{settings.monitoring_host}:{settings.monitoring_port}"
     step(f"Monitoring service on {monitoring_url}: GET /run-monitoring (NannyML CBPE, drift)")
-    service = subprocess.Popen(
-        [sys.executable, "-m", "monitoring", "serve"], cwd=ROOT, env={**os.environ}
-    )
     try:
-        wait_until_healthy(monitoring_url, timeout=60)
-        report = call(monitoring_url, "GET", "/run-monitoring", timeout=600)
-    finally:
-        service.terminate()
-        service.wait(timeout=30)
+        with service("monitoring", monitoring_url):
+            report = call(monitoring_url, "GET", "/run-monitoring", timeout=600, token=token)
+    except ClientError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     print(describe_monitoring(report))
     print(f"\nReport files: {settings.output_dir / report['report']['folder']}")
     print(f"Dashboard: run `make dashboard`, then open {monitoring_url}/")
@@ -112,32 +143,11 @@ def main() -> int:
 
 
 def describe_monitoring(report: dict[str, Any]) -> str:
-    """A few lines of the monitoring run: per metric, estimates against realized values."""
-    summary = report["summary"]
-    lines = [
-        f"model {report['model_version']}, run {report['run_id']}: "
-        f"{summary['analysis_rows']:,} predictions in {summary['chunks']} daily chunks, "
-        f"{summary['labelled_rows']:,} with labels so far",
-        f"{'metric':<9} {'chunks':>6} {'realized':>8} {'mean |est-real|':>15} "
-        f"{'latest estimate [bounds]':>26} {'alerts':>6}",
-    ]
-    for name, series in report["metrics"].items():
-        chunks = series["chunks"]
-        known = [c for c in chunks if c["realized"] is not None and c["estimate"] is not None]
-        gap = sum(abs(c["estimate"] - c["realized"]) for c in known) / max(1, len(known))
-        latest = series["latest"]
-        low, high = latest["lower_bound"], latest["upper_bound"]
-        bounds = f"{latest['estimate']:.3f} [{low:.3f}, {high:.3f}]"
-        alerts = sum(bool(c["alert"]) or bool(c["estimate_realized_alert"]) for c in chunks)
-        lines.append(
-            f"{name:<9} {len(chunks):>6} {len(known):>8} {gap:>15.3f} {bounds:>26} {alerts:>6}"
-        )
-    counts = report["alerts"]
-    lines.append(
-        "alerts: "
-        + ", ".join(f"{kind} {count}" for kind, count in counts.items() if kind != "total")
-    )
-    return "\n".join(lines)
+    """A few lines of the monitoring run: verdict, per metric estimates against realized
+    values, alert counts (`monitoring.report.summary.summary_table`)."""
+    from monitoring.report.summary import summary_table
+
+    return summary_table(report)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ if [ "$purpose" = test ]; then
   command -v dot >/dev/null 2>&1 || missing+=(graphviz)
   # The dashboard test renders the page in headless Chromium.
   command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+  # The Prometheus alert rules are checked with promtool.
+  command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 

@@ -1,1 +1,1 @@
-"""PySpark analysis, model and scoring jobs (next stage)."""
+"""PySpark jobs of the pipeline: analysis (raw CDRs -> Processed_Data), churn model, scoring."""

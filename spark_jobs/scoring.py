@@ -22,6 +22,7 @@ from db.models import (
     ANALYSIS,
     PREDICTION_COLUMNS,
     PREDICTIONS_TABLE,
+    ModelRecord,
     current_model,
     feature_columns,
     replace_scored_range,
@@ -146,6 +147,29 @@ def run_score(
     with connection(settings) as conn:
         model = current_model(conn)
         _, last_processed, _ = processed_bounds(conn)
+    model, start, end = plan_score(model, last_processed, start, end)
+    pipeline, card = load_model(Path(model.path))
+    first_day = reading_start(card, start)
+    with connection(settings) as conn:
+        rows_read = count_processed(conn, first_day, end)
+    spark.conf.set("spark.sql.shuffle.partitions", str(shuffle_partitions_for(rows_read, settings)))
+    processed = read_processed(spark, settings, first_day, end)
+    rows = score_rows(processed, pipeline, card, start, end)
+    stored = store_scores(settings, rows, model.version, start, end)
+    if stored == 0:
+        raise ScoreRangeError(f"Processed_Data has no subscriber-days from {start} to {end}")
+    return ScoreReport(model.version, start, end, stored, time.perf_counter() - started)
+
+
+def plan_score(
+    model: ModelRecord | None, last_processed: date | None, start: date | None, end: date | None
+) -> tuple[ModelRecord, date, date]:
+    """The model and the dates to score: ``start``/``end`` or their defaults, checked.
+
+    Raises:
+        NoModelError: ``model`` is None.
+        ScoreRangeError: the range is empty, inverted, or overlaps the reference dates.
+    """
     if model is None:
         raise NoModelError("no model trained yet: run `python -m spark_jobs model` first")
     start = start or model.test_end + timedelta(days=1)
@@ -162,27 +186,32 @@ def run_score(
             f"{start}..{end} overlaps model {model.version}'s reference dates "
             f"({model.test_start}..{model.test_end}); score dates after {model.test_end}"
         )
-    pipeline, card = load_model(Path(model.path))
-    # Read far enough back that the first scored date has full windows.
-    first_day = start - timedelta(days=card.long_window_days - 1)
-    with connection(settings) as conn:
-        rows_read = count_processed(conn, first_day, end)
-    spark.conf.set("spark.sql.shuffle.partitions", str(shuffle_partitions_for(rows_read, settings)))
-    processed = read_processed(spark, settings, first_day, end)
-    features = build_features(processed, first_day, card.min_history_days).where(
-        F.col(DATE).between(F.lit(start), F.lit(end))
-    )
-    rows = in_key_order(
-        prediction_rows(predict(pipeline, card, features), card, ANALYSIS, keep_label=False),
-        settings.jdbc_write_partitions,
-    )
-    stored = write_staged(
-        rows,
+    return model, start, end
+
+
+def reading_start(card: ModelCard, start: date) -> date:
+    """The first date to read so that the first scored date has full windows."""
+    return start - timedelta(days=card.long_window_days - 1)
+
+
+def score_rows(
+    processed: DataFrame, pipeline: PipelineModel, card: ModelCard, start: date, end: date
+) -> DataFrame:
+    """`model_predictions` rows (period analysis, no label) of the dates [start, end].
+
+    ``processed`` holds `Processed_Data` rows from :func:`reading_start` to ``end``.
+    """
+    features = build_features(processed, reading_start(card, start), card.min_history_days)
+    in_range = features.where(F.col(DATE).between(F.lit(start), F.lit(end)))
+    return prediction_rows(predict(pipeline, card, in_range), card, ANALYSIS, keep_label=False)
+
+
+def store_scores(settings: Settings, rows: DataFrame, version: str, start: date, end: date) -> int:
+    """Replace ``version``'s analysis rows of [start, end] with ``rows``; the rows stored."""
+    return write_staged(
+        in_key_order(rows, settings.jdbc_write_partitions),
         settings,
         PREDICTIONS_TABLE,
-        partial(replace_scored_range, version=model.version, start=start, end=end),
+        partial(replace_scored_range, version=version, start=start, end=end),
         columns=PREDICTION_COLUMNS,
     )
-    if stored == 0:
-        raise ScoreRangeError(f"Processed_Data has no subscriber-days from {start} to {end}")
-    return ScoreReport(model.version, start, end, stored, time.perf_counter() - started)

@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import logging
 import os
+import time
+from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from config.settings import Settings
@@ -17,10 +20,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 JDBC_DRIVER = "org.mariadb.jdbc.Driver"
+# Spark's log4j configuration: the line format of config.cli.LOG_FORMAT, warnings only.
+LOG4J_CONFIG = Path(__file__).resolve().with_name("log4j2.properties")
+_EXECUTOR_POLL_SECONDS = 0.5
 
 
 class SparkSetupError(RuntimeError):
-    """Spark cannot be started as configured (no Java, no JDBC driver jar)."""
+    """Spark cannot be started as configured (no Java, no JDBC driver jar, no executors)."""
 
 
 def jdbc_url(settings: Settings) -> str:
@@ -85,27 +91,102 @@ def spark_config(settings: Settings, app_name: str) -> dict[str, Any]:
         "spark.sql.execution.arrow.pyspark.enabled": "true",
         "spark.ui.showConsoleProgress": "false",
         "spark.ui.enabled": "false",
+        "spark.driver.extraJavaOptions": driver_java_options(settings),
     }
+
+
+def driver_java_options(settings: Settings) -> str:
+    """The driver JVM's options: Spark's logging in our line format, chatter only if asked.
+
+    The levels are system properties read by ``log4j2.properties``: WARN and ERROR by
+    default, INFO for both with ``SPARK_VERBOSE``.
+    """
+    options = [f"-Dlog4j2.configurationFile={LOG4J_CONFIG.as_uri()}"]
+    if settings.spark_verbose:
+        options += ["-Dcdr.spark.level=INFO", "-Dcdr.spark.chatter=INFO"]
+    return " ".join(options)
+
+
+def is_local(master: str) -> bool:
+    """Whether ``master`` runs the executors inside the driver (``local``, ``local[4]``, ...)."""
+    return master == "local" or master.startswith("local[")
 
 
 def build_spark_session(settings: Settings, app_name: str) -> SparkSession:
     """Start (or reuse) the SparkSession for ``app_name``.
 
+    On a cluster master, waits up to ``SPARK_EXECUTOR_WAIT_SECONDS`` for an executor.
+
     Raises:
-        SparkSetupError: no Java runtime or no JDBC driver jar.
+        SparkSetupError: no Java runtime, no JDBC driver jar, or no executor granted.
     """
     from pyspark.sql import SparkSession  # imported here: pyspark takes seconds to import
 
     config = spark_config(settings, app_name)
     if not os.environ.get("JAVA_HOME") and not _on_path("java"):
         raise SparkSetupError("Spark needs a Java runtime (17): install default-jre-headless")
+    if is_local(settings.spark_master):
+        # Everything runs on this machine: binding to loopback also spares the warning that
+        # the hostname resolves to a loopback address.
+        os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
     builder = SparkSession.builder
     for key, value in config.items():
         builder = builder.config(key, value)
     spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("WARN")
+    if not is_local(settings.spark_master):
+        try:
+            wait_for_executors(
+                lambda: executor_count(spark),
+                settings.spark_executor_wait_seconds,
+                settings.spark_master,
+                settings.spark_executor_memory,
+            )
+        except SparkSetupError:
+            spark.stop()
+            raise
     log.info("Spark %s on %s", spark.version, settings.spark_master)
     return spark
+
+
+def executor_count(spark: SparkSession) -> int:
+    """Executors registered with the driver (the driver's own entry not counted)."""
+    tracker = spark.sparkContext._jsc.sc().statusTracker()
+    return max(0, len(tracker.getExecutorInfos()) - 1)
+
+
+def wait_for_executors(
+    count: Callable[[], int],
+    timeout: float,
+    master: str,
+    executor_memory: str,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> int:
+    """Wait until ``count()`` reports an executor; return how many registered.
+
+    A cluster whose workers lack the memory or cores an executor asks for never grants
+    one; Spark itself only repeats "Initial job has not accepted any resources" forever.
+
+    Raises:
+        SparkSetupError: no executor within ``timeout`` seconds; the message names the
+            settings to change.
+    """
+    deadline = clock() + timeout
+    while True:
+        executors = count()
+        if executors > 0:
+            return executors
+        if clock() >= deadline:
+            raise SparkSetupError(
+                f"the cluster at {master} granted no executor within {timeout:g} s "
+                f"(SPARK_EXECUTOR_WAIT_SECONDS): each executor asks for "
+                f"SPARK_EXECUTOR_MEMORY={executor_memory} and one core, and no worker has that "
+                "free. Lower SPARK_EXECUTOR_MEMORY, give the workers more memory "
+                "(spark-class ... Worker --memory, or SPARK_WORKER_MEMORY), or check that "
+                "the master has live workers"
+            )
+        sleep(_EXECUTOR_POLL_SECONDS)
 
 
 def shuffle_partitions_for(rows: int, settings: Settings) -> int:

@@ -17,7 +17,7 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -63,17 +63,44 @@ from monitoring.compute.spec import (
     DEFAULT_CATEGORICAL_METHOD,
     DEFAULT_CONTINUOUS_METHOD,
     MIN_CHUNK_ROWS,
+    AlertPolicy,
     CategoricalMethod,
     Chunking,
     ColumnMapping,
     ContinuousMethod,
 )
+from monitoring.compute.thresholds import (
+    Bounds,
+    bootstrap_reference,
+    distance_bound,
+    performance_bounds,
+    upper_bound,
+)
 from monitoring.errors import InputError, InsufficientDataError
 
-# Thresholds are mean ± 3 standard deviations over the reference chunks: two is the least
-# that has a deviation, six the least NannyML recommends.
+# Thresholds come from resamples of the reference chunks (`monitoring.compute.thresholds`):
+# two is the least with any chunk-to-chunk variation, six the least that shows the weekly one.
 MIN_REFERENCE_CHUNKS = 2
 RECOMMENDED_REFERENCE_CHUNKS = 6
+# Methods whose value is a distance to the reference, thresholded from the bootstrap; chi2
+# alerts on its own p-value.
+_DISTANCE_METHODS = ("jensen_shannon", "kolmogorov_smirnov")
+
+
+@dataclass(frozen=True)
+class AlertThresholds:
+    """The alert bands of one model version, from the bootstrap of its reference.
+
+    Attributes:
+        metrics: Per performance metric; estimate and realized value share it.
+        univariate: Per feature with a distance method (chi2 keeps its p-value rule).
+        multivariate: The PCA reconstruction error's.
+    """
+
+    metrics: dict[str, Bounds]
+    univariate: dict[str, Bounds]
+    multivariate: Bounds
+
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +119,8 @@ class FittedMonitor:
         reference_rows: Labelled reference predictions.
         reference_chunks: Reference chunks the thresholds come from.
         reference_warnings: What was said about the reference, repeated in every result.
+        policy: How the alert thresholds were set.
+        thresholds: The alert bands.
     """
 
     mapping: ColumnMapping
@@ -100,6 +129,8 @@ class FittedMonitor:
     reference_rows: int
     reference_chunks: int
     reference_warnings: tuple[MonitoringWarning, ...]
+    policy: AlertPolicy
+    thresholds: AlertThresholds
     _codes: CategoryCodes
     _estimator: Any
     _univariate: Any
@@ -133,9 +164,15 @@ class FittedMonitor:
                 )
                 ece = expected_calibration_error(rows_chunk, len(bounds), labels, scores)
             with _stage("univariate_drift"):
-                univariate = univariate_drift(self._univariate, frame, mapping)
+                univariate = [
+                    _rethreshold(series, self.thresholds.univariate.get(series.subject))
+                    for series in univariate_drift(self._univariate, frame, mapping)
+                ]
             with _stage("multivariate_drift"):
-                multivariate = multivariate_drift(self._multivariate, frame, mapping)
+                multivariate = _rethreshold(
+                    multivariate_drift(self._multivariate, frame, mapping),
+                    self.thresholds.multivariate,
+                )
             with _stage("data_quality"):
                 missing = missing_values(self._quality, frame, mapping)
                 unseen = unseen_values(self._quality, frame, mapping)
@@ -171,7 +208,14 @@ class FittedMonitor:
             for index, chunk in enumerate(bounds)
         )
         metrics = tuple(
-            _metric_series(estimates[name], realized.metrics[name], chunks) for name in METRICS
+            _metric_series(
+                estimates[name],
+                realized.metrics[name],
+                chunks,
+                self.thresholds.metrics[name],
+                self.policy.direction,
+            )
+            for name in METRICS
         )
         warnings = [
             *self.reference_warnings,
@@ -190,6 +234,7 @@ class FittedMonitor:
             missing_values=tuple(missing),
             unseen_values=tuple(unseen),
             warnings=tuple(warnings),
+            alert_direction=self.policy.direction,
         )
 
 
@@ -201,6 +246,7 @@ def fit_monitor(
     min_chunk_rows: int = MIN_CHUNK_ROWS,
     continuous_method: ContinuousMethod = DEFAULT_CONTINUOUS_METHOD,
     categorical_method: CategoricalMethod = DEFAULT_CATEGORICAL_METHOD,
+    policy: AlertPolicy | None = None,
 ) -> FittedMonitor:
     """Fit every calculator on a model version's reference predictions.
 
@@ -213,6 +259,7 @@ def fit_monitor(
             least this many labelled rows.
         continuous_method: Univariate drift method of the continuous features.
         categorical_method: Univariate drift method of the categorical features.
+        policy: How alert thresholds are set; default `AlertPolicy()`.
 
     Raises:
         InputError: A mapped column is missing or holds unusable values.
@@ -237,6 +284,11 @@ def fit_monitor(
             multivariate = fit_multivariate(frame, mapping, chunker)
         with _stage("fit_data_quality"):
             quality = fit_quality(frame, mapping, chunker)
+        policy = policy or AlertPolicy()
+        with _stage("bootstrap_thresholds"):
+            thresholds = fit_thresholds(
+                frame, bounds, mapping, chunking, univariate, multivariate, policy
+            )
     _log_warnings(warnings)
     return FittedMonitor(
         mapping=mapping,
@@ -245,6 +297,8 @@ def fit_monitor(
         reference_rows=len(frame),
         reference_chunks=len(bounds),
         reference_warnings=tuple(warnings),
+        policy=policy,
+        thresholds=thresholds,
         _codes=codes,
         _estimator=estimator,
         _univariate=univariate,
@@ -262,6 +316,7 @@ def run_monitoring(
     min_chunk_rows: int = MIN_CHUNK_ROWS,
     continuous_method: ContinuousMethod = DEFAULT_CONTINUOUS_METHOD,
     categorical_method: CategoricalMethod = DEFAULT_CATEGORICAL_METHOD,
+    policy: AlertPolicy | None = None,
 ) -> MonitoringResult:
     """Monitor a model version: CBPE estimates, realized performance, drift and data quality.
 
@@ -274,6 +329,7 @@ def run_monitoring(
         min_chunk_rows: Chunks with fewer predictions get a warning.
         continuous_method: Univariate drift method of the continuous features.
         categorical_method: Univariate drift method of the categorical features.
+        policy: How alert thresholds are set; default `AlertPolicy()`.
 
     Raises:
         InputError: A missing column, unusable values, a bad parameter.
@@ -289,8 +345,100 @@ def run_monitoring(
         min_chunk_rows=min_chunk_rows,
         continuous_method=continuous_method,
         categorical_method=categorical_method,
+        policy=policy,
     )
     return monitor.calculate(analysis)
+
+
+def fit_thresholds(
+    frame: pd.DataFrame,
+    bounds: list[ChunkBounds],
+    mapping: ColumnMapping,
+    chunking: Chunking,
+    univariate: Any,
+    multivariate: MultivariateModel,
+    policy: AlertPolicy,
+) -> AlertThresholds:
+    """The alert bands of a prepared reference frame, from resamples of its chunks.
+
+    Args:
+        frame: The prepared reference, sorted by timestamp.
+        bounds: Its chunks.
+        mapping: The column roles.
+        chunking: How chunks are cut.
+        univariate: The fitted univariate drift calculator.
+        multivariate: The fitted multivariate drift model.
+        policy: The false-alarm rates and the number of resamples.
+    """
+    samples = policy.bootstrap_samples
+    performance_columns = [mapping.timestamp, mapping.y_true, mapping.y_pred_proba, mapping.y_pred]
+    pooled = bootstrap_reference(
+        frame[performance_columns],
+        bounds,
+        chunking,
+        mapping.timestamp,
+        samples,
+        policy.seed,
+        pooled=True,
+    )
+    realized = _realized(pooled, _resample_bounds(pooled, mapping, chunking, samples), mapping)
+    chunk_realized = _realized(frame, bounds, mapping)
+    per_metric = policy.performance_rate / len(METRICS)
+    metrics = {
+        name: performance_bounds(
+            realized.metrics[name], chunk_realized.metrics[name], per_metric, policy.direction
+        )
+        for name in METRICS
+    }
+    by_chunk = bootstrap_reference(
+        frame, bounds, chunking, mapping.timestamp, samples, policy.seed, pooled=False
+    )
+    _resample_bounds(by_chunk, mapping, chunking, samples)
+    null_drift = univariate_drift(univariate, by_chunk, mapping)
+    per_feature = policy.univariate_rate / max(1, len(null_drift))
+    univariate_bounds = {
+        series.subject: distance_bound(np.array(series.values), per_feature)
+        for series in null_drift
+        if series.method in _DISTANCE_METHODS
+    }
+    null_error = multivariate_drift(multivariate, by_chunk, mapping).values
+    return AlertThresholds(
+        metrics=metrics,
+        univariate=univariate_bounds,
+        multivariate=upper_bound(np.array(null_error), policy.multivariate_rate),
+    )
+
+
+def _resample_bounds(
+    resampled: pd.DataFrame, mapping: ColumnMapping, chunking: Chunking, samples: int
+) -> list[ChunkBounds]:
+    bounds = chunk_bounds(resampled[mapping.timestamp].to_numpy(), chunking)
+    if len(bounds) != samples:
+        raise RuntimeError(f"{samples} resamples were cut into {len(bounds)} chunks")
+    return bounds
+
+
+def _realized(
+    frame: pd.DataFrame, bounds: list[ChunkBounds], mapping: ColumnMapping
+) -> RealizedPerformance:
+    return realized_performance(
+        chunk_ids(bounds, len(frame)),
+        len(bounds),
+        frame[mapping.y_true].to_numpy(),
+        frame[mapping.y_pred_proba].to_numpy(),
+        frame[mapping.y_pred].to_numpy(),
+    )
+
+
+def _rethreshold(series: StatisticSeries, bounds: Bounds | None) -> StatisticSeries:
+    if bounds is None:
+        return series
+    return replace(
+        series,
+        lower_threshold=bounds.lower,
+        upper_threshold=bounds.upper,
+        alert=tuple(bool(flag) for flag in bounds.alerts(np.array(series.values))),
+    )
 
 
 @contextmanager
@@ -363,28 +511,33 @@ def _reference_checks(
 
 
 def _metric_series(
-    estimate: PerformanceEstimate, realized: np.ndarray, chunks: tuple[ChunkSummary, ...]
+    estimate: PerformanceEstimate,
+    realized: np.ndarray,
+    chunks: tuple[ChunkSummary, ...],
+    bounds: Bounds,
+    direction: str,
 ) -> MetricSeries:
     rows = np.array([chunk.chunk_rows for chunk in chunks], dtype=np.float64)
     labelled = np.array([chunk.labelled_rows for chunk in chunks], dtype=np.float64)
-    lower, upper = estimate.lower_threshold, estimate.upper_threshold
+    realized_flags = bounds.alerts(realized)
     realized_alert = [
-        None if np.isnan(value) else bool(value < lower or value > upper) for value in realized
+        None if np.isnan(value) else bool(flag)
+        for value, flag in zip(realized, realized_flags, strict=True)
     ]
     return MetricSeries(
         name=estimate.name,
-        lower_threshold=None if np.isnan(lower) else lower,
-        upper_threshold=None if np.isnan(upper) else upper,
+        lower_threshold=bounds.lower,
+        upper_threshold=bounds.upper,
         estimate=tuple(estimate.estimate.tolist()),
         sampling_error=tuple(estimate.sampling_error.tolist()),
         lower_bound=tuple(estimate.lower_bound.tolist()),
         upper_bound=tuple(estimate.upper_bound.tolist()),
         realized=tuple(realized.tolist()),
-        alert=tuple(bool(flag) for flag in estimate.alert),
+        alert=tuple(bool(flag) for flag in bounds.alerts(estimate.estimate)),
         realized_alert=tuple(realized_alert),
         estimate_realized_alert=tuple(
             estimate_realized_alerts(
-                estimate.estimate, realized, estimate.sampling_error, rows, labelled
+                estimate.estimate, realized, estimate.sampling_error, rows, labelled, direction
             )
         ),
     )

@@ -112,6 +112,7 @@ def estimate_realized_alerts(
     sampling_error: np.ndarray,
     rows: np.ndarray,
     labelled_rows: np.ndarray,
+    direction: str = "both",
 ) -> list[bool | None]:
     """Whether CBPE's estimate and the realized metric disagree beyond sampling error.
 
@@ -121,12 +122,16 @@ def estimate_realized_alerts(
 
         |estimate - realized| > 3 * sampling_error * sqrt(rows / labelled_rows)
 
+    With ``direction="lower"`` only a realized value below the estimate counts: a model that
+    does better than CBPE expected is no reason to wake anyone.
+
     ``sampling_error`` is CBPE's, for a chunk of ``rows`` predictions; the realized value
     rests on the ``labelled_rows`` only, and NannyML's sampling errors of these metrics scale
     as 1/sqrt(n), hence the factor. None where there is no realized value to compare.
     """
     with np.errstate(divide="ignore", invalid="ignore"):
         tolerance = ESTIMATE_REALIZED_SIGMAS * sampling_error * np.sqrt(rows / labelled_rows)
-        beyond = np.abs(estimate - realized) > tolerance
+        gap = estimate - realized if direction == "lower" else np.abs(estimate - realized)
+        beyond = gap > tolerance
     comparable = ~np.isnan(estimate) & ~np.isnan(realized) & ~np.isnan(tolerance)
     return [bool(flag) if ok else None for flag, ok in zip(beyond, comparable, strict=True)]

@@ -32,6 +32,29 @@ UNLABELLED_REFERENCE_ROWS = "unlabelled_reference_rows"
 MULTIVARIATE_SUBJECT = "all features"
 MULTIVARIATE_METHOD = "pca_reconstruction_error"
 
+Verdict = Literal["healthy", "performance_degraded", "data_drift", "data_quality"]
+HEALTHY: Verdict = "healthy"
+PERFORMANCE_DEGRADED: Verdict = "performance_degraded"
+DATA_DRIFT: Verdict = "data_drift"
+DATA_QUALITY: Verdict = "data_quality"
+# Every verdict, the most urgent first: a chunk gets the first whose alerts it has. Broken data
+# comes before what it breaks (drift, and often the estimates); a performance drop before the
+# drift that may or may not explain it.
+VERDICTS: tuple[Verdict, ...] = (DATA_QUALITY, PERFORMANCE_DEGRADED, DATA_DRIFT, HEALTHY)
+# The alert kinds of `MonitoringResult.alert_counts` and `ChunkVerdict`, in that order.
+ALERT_KINDS: tuple[str, ...] = (
+    "estimated_performance",
+    "realized_performance",
+    "estimate_vs_realized",
+    "univariate_drift",
+    "multivariate_drift",
+    "missing_values",
+    "unseen_values",
+)
+PERFORMANCE_KINDS = ALERT_KINDS[:3]
+DRIFT_KINDS = ALERT_KINDS[3:5]
+QUALITY_KINDS = ALERT_KINDS[5:]
+
 
 @dataclass(frozen=True)
 class MonitoringWarning:
@@ -146,6 +169,103 @@ class StatisticSeries:
 
 
 @dataclass(frozen=True)
+class ChunkVerdict:
+    """One chunk's alerts, by kind, and the health verdict they add up to.
+
+    Attributes:
+        chunk: The chunk's key.
+        verdict: ``data_quality`` when a feature has missing or unseen values beyond its
+            threshold; else ``performance_degraded`` on any performance alert; else
+            ``data_drift`` on any drift alert; else ``healthy`` (`VERDICTS` order).
+        estimated_performance: Metrics whose CBPE estimate is beyond its threshold.
+        realized_performance: Metrics whose realized value is beyond it.
+        estimate_vs_realized: Metrics whose realized value departs from the estimate beyond
+            sampling error (below it only, when alerts are one-sided).
+        univariate_drift: Features whose distribution drifted, in mapping order.
+        multivariate_drift: The features' joint distribution drifted.
+        missing_values: Features with an alerting missing-value rate.
+        unseen_values: Categorical features with values the reference never saw.
+    """
+
+    chunk: str
+    verdict: Verdict
+    estimated_performance: tuple[str, ...] = ()
+    realized_performance: tuple[str, ...] = ()
+    estimate_vs_realized: tuple[str, ...] = ()
+    univariate_drift: tuple[str, ...] = ()
+    multivariate_drift: bool = False
+    missing_values: tuple[str, ...] = ()
+    unseen_values: tuple[str, ...] = ()
+
+    @classmethod
+    def of(
+        cls,
+        chunk: str,
+        *,
+        estimated_performance: tuple[str, ...] = (),
+        realized_performance: tuple[str, ...] = (),
+        estimate_vs_realized: tuple[str, ...] = (),
+        univariate_drift: tuple[str, ...] = (),
+        multivariate_drift: bool = False,
+        missing_values: tuple[str, ...] = (),
+        unseen_values: tuple[str, ...] = (),
+    ) -> ChunkVerdict:
+        """The verdict of a chunk with these alerts (the one place the precedence lives)."""
+        if missing_values or unseen_values:
+            verdict = DATA_QUALITY
+        elif estimated_performance or realized_performance or estimate_vs_realized:
+            verdict = PERFORMANCE_DEGRADED
+        elif univariate_drift or multivariate_drift:
+            verdict = DATA_DRIFT
+        else:
+            verdict = HEALTHY
+        return cls(
+            chunk,
+            verdict,
+            estimated_performance,
+            realized_performance,
+            estimate_vs_realized,
+            univariate_drift,
+            multivariate_drift,
+            missing_values,
+            unseen_values,
+        )
+
+    @property
+    def data_quality(self) -> tuple[str, ...]:
+        """Features with any data-quality alert."""
+        return tuple(dict.fromkeys((*self.missing_values, *self.unseen_values)))
+
+    @property
+    def reasons(self) -> tuple[str, ...]:
+        """Every alert of the chunk as ``kind:subject`` (``multivariate_drift`` alone), most
+        urgent kind first: e.g. ``("missing_values:M_Data_Sum_mean_7",
+        "realized_performance:roc_auc")``."""
+        listed = [
+            *(f"missing_values:{name}" for name in self.missing_values),
+            *(f"unseen_values:{name}" for name in self.unseen_values),
+            *(f"estimated_performance:{name}" for name in self.estimated_performance),
+            *(f"realized_performance:{name}" for name in self.realized_performance),
+            *(f"estimate_vs_realized:{name}" for name in self.estimate_vs_realized),
+            *(f"univariate_drift:{name}" for name in self.univariate_drift),
+        ]
+        if self.multivariate_drift:
+            listed.append("multivariate_drift")
+        return tuple(listed)
+
+    def alert_count(self, kind: str) -> int:
+        """Alerts of ``kind`` (one of `ALERT_KINDS`) in the chunk."""
+        if kind == "multivariate_drift":
+            return int(self.multivariate_drift)
+        flagged: tuple[str, ...] = getattr(self, kind)
+        return len(flagged)
+
+    def to_json(self) -> dict[str, Any]:
+        """``{"chunk", "verdict", "reasons"}``."""
+        return {"chunk": self.chunk, "verdict": self.verdict, "reasons": list(self.reasons)}
+
+
+@dataclass(frozen=True)
 class MonitoringResult:
     """Everything one monitoring run of a model version found.
 
@@ -160,6 +280,7 @@ class MonitoringResult:
         missing_values: Missing-value rate per feature.
         unseen_values: Rate of values absent from the reference, per categorical feature.
         warnings: Why some figures are missing or shaky.
+        alert_direction: ``lower`` when only performance drops alert, ``both`` otherwise.
     """
 
     chunking: Chunking
@@ -172,6 +293,7 @@ class MonitoringResult:
     missing_values: tuple[StatisticSeries, ...]
     unseen_values: tuple[StatisticSeries, ...]
     warnings: tuple[MonitoringWarning, ...]
+    alert_direction: str = "lower"
 
     def metric(self, name: str) -> MetricSeries:
         """The series of metric ``name``.
@@ -195,8 +317,10 @@ class MonitoringResult:
         return sum(chunk.labelled_rows for chunk in self.chunks)
 
     def alert_counts(self) -> dict[str, int]:
-        """Chunks in alert, per kind of alert, and their total."""
-        counts = {
+        """Alerts per kind of `ALERT_KINDS`: metric-chunks for the performance kinds,
+        feature-chunks for univariate drift and data quality, chunks for multivariate drift.
+        The kinds do not overlap, so their sum counts every alert once."""
+        return {
             "estimated_performance": sum(sum(m.alert) for m in self.metrics),
             "realized_performance": sum(_true(m.realized_alert) for m in self.metrics),
             "estimate_vs_realized": sum(_true(m.estimate_realized_alert) for m in self.metrics),
@@ -205,20 +329,133 @@ class MonitoringResult:
             "missing_values": sum(series.alerts for series in self.missing_values),
             "unseen_values": sum(series.alerts for series in self.unseen_values),
         }
-        counts["total"] = sum(counts.values())
+
+    @property
+    def total_alerts(self) -> int:
+        """All alerts, every kind together."""
+        return sum(self.alert_counts().values())
+
+    def verdicts(self) -> tuple[ChunkVerdict, ...]:
+        """Each chunk's alerts by kind and its health verdict, in chunk order."""
+
+        def flagged(series_list: Sequence[Any], index: int, field: str) -> tuple[str, ...]:
+            names = []
+            for series in series_list:
+                if getattr(series, field)[index]:
+                    names.append(getattr(series, "subject", None) or series.name)
+            return tuple(names)
+
+        return tuple(
+            ChunkVerdict.of(
+                chunk.key,
+                estimated_performance=flagged(self.metrics, index, "alert"),
+                realized_performance=flagged(self.metrics, index, "realized_alert"),
+                estimate_vs_realized=flagged(self.metrics, index, "estimate_realized_alert"),
+                univariate_drift=flagged(self.univariate, index, "alert"),
+                multivariate_drift=self.multivariate.alert[index],
+                missing_values=flagged(self.missing_values, index, "alert"),
+                unseen_values=flagged(self.unseen_values, index, "alert"),
+            )
+            for index, chunk in enumerate(self.chunks)
+        )
+
+    def verdict_counts(self) -> dict[str, int]:
+        """Chunks per verdict, every verdict of `VERDICTS` present (0 when none)."""
+        counts: dict[str, int] = dict.fromkeys(VERDICTS, 0)
+        for verdict in self.verdicts():
+            counts[verdict.verdict] += 1
         return counts
+
+    def to_compact_json(self) -> dict[str, Any]:
+        """The result at a glance, as strict JSON data: the summary, each chunk's verdict and
+        reasons, the alert and verdict counts, each metric's thresholds and latest figures,
+        the features that drifted (with their chunks in alert), the data-quality alerts that
+        fired (none listed when none did) and the warnings."""
+        verdicts = self.verdicts()
+        chunk_keys = [chunk.key for chunk in self.chunks]
+        return {
+            "summary": self._summary_json(),
+            "verdict": verdicts[-1].to_json() if verdicts else None,
+            "verdicts": dict(self.verdict_counts()),
+            "chunks": _verdict_chunks(self.chunks, verdicts),
+            "alerts": self.alert_counts(),
+            "metrics": {
+                series.name: {
+                    "lower_threshold": series.lower_threshold,
+                    "upper_threshold": series.upper_threshold,
+                    "alerts": sum(series.alert),
+                    "realized_alerts": _true(series.realized_alert),
+                    "estimate_realized_alerts": _true(series.estimate_realized_alert),
+                    "latest": self._latest_metric_json(series),
+                }
+                for series in self.metrics
+            },
+            "drift": {
+                "univariate": {
+                    series.subject: _alerting_json(series, chunk_keys)
+                    for series in self.univariate
+                    if series.alerts
+                },
+                "multivariate": _alerting_json(self.multivariate, chunk_keys),
+            },
+            "data_quality": {
+                kind: {
+                    series.subject: _alerting_json(series, chunk_keys)
+                    for series in series_list
+                    if series.alerts
+                }
+                for kind, series_list in (
+                    ("missing_values", self.missing_values),
+                    ("unseen_values", self.unseen_values),
+                )
+            },
+            "warnings": [warning.to_json() for warning in self.warnings],
+        }
+
+    def _summary_json(self) -> dict[str, Any]:
+        return {
+            "chunking": self.chunking.describe(),
+            "reference_rows": self.reference_rows,
+            "reference_chunks": self.reference_chunks,
+            "analysis_rows": self.analysis_rows,
+            "labelled_rows": self.labelled_rows,
+            "chunks": len(self.chunks),
+            "alert_direction": self.alert_direction,
+        }
+
+    def _latest_metric_json(self, series: MetricSeries) -> dict[str, Any] | None:
+        if not self.chunks:
+            return None
+        latest = {
+            "chunk": self.chunks[-1].key,
+            "estimate": _number(series.estimate[-1]),
+            "lower_bound": _number(series.lower_bound[-1]),
+            "upper_bound": _number(series.upper_bound[-1]),
+            "alert": series.alert[-1],
+        }
+        for index in range(len(self.chunks) - 1, -1, -1):
+            if not math.isnan(series.realized[index]):
+                latest["realized_chunk"] = self.chunks[index].key
+                latest["realized"] = series.realized[index]
+                latest["realized_alert"] = series.realized_alert[index]
+                break
+        known = [
+            abs(estimate - realized)
+            for estimate, realized in zip(series.estimate, series.realized, strict=True)
+            if not (math.isnan(estimate) or math.isnan(realized))
+        ]
+        latest["realized_chunks"] = len(known)
+        latest["mean_abs_error"] = sum(known) / len(known) if known else None
+        return latest
 
     def to_json(self) -> dict[str, Any]:
         """The result as strict JSON data: NaN is None, times are ISO 8601 strings."""
+        verdicts = self.verdicts()
         return {
-            "summary": {
-                "chunking": self.chunking.describe(),
-                "reference_rows": self.reference_rows,
-                "reference_chunks": self.reference_chunks,
-                "analysis_rows": self.analysis_rows,
-                "labelled_rows": self.labelled_rows,
-                "chunks": len(self.chunks),
-            },
+            "summary": self._summary_json(),
+            "verdict": verdicts[-1].to_json() if verdicts else None,
+            "verdicts": dict(self.verdict_counts()),
+            "chunks": _verdict_chunks(self.chunks, verdicts),
             "metrics": {series.name: self._metric_json(series) for series in self.metrics},
             "drift": {
                 "univariate": {
@@ -384,6 +621,26 @@ def _chunk_json(chunk: ChunkSummary) -> dict[str, Any]:
         "end": chunk.end.isoformat(),
         "chunk_rows": chunk.chunk_rows,
         "labelled_rows": chunk.labelled_rows,
+    }
+
+
+def _verdict_chunks(
+    chunks: tuple[ChunkSummary, ...], verdicts: tuple[ChunkVerdict, ...]
+) -> list[dict[str, Any]]:
+    return [
+        {**_chunk_json(chunk), "verdict": verdict.verdict, "reasons": list(verdict.reasons)}
+        for chunk, verdict in zip(chunks, verdicts, strict=True)
+    ]
+
+
+def _alerting_json(series: StatisticSeries, chunk_keys: list[str]) -> dict[str, Any]:
+    return {
+        "method": series.method,
+        "lower_threshold": series.lower_threshold,
+        "upper_threshold": series.upper_threshold,
+        "alerts": series.alerts,
+        "alert_chunks": [key for key, flag in zip(chunk_keys, series.alert, strict=True) if flag],
+        "last_value": _number(series.last_value),
     }
 
 

@@ -129,3 +129,36 @@ def _repeated(names: list[str]) -> list[str]:
             repeated.append(name)
         seen.add(name)
     return repeated
+
+
+AlertDirection = Literal["lower", "both"]
+ALERT_DIRECTIONS: tuple[str, ...] = get_args(AlertDirection)
+
+
+class AlertPolicy(BaseModel):
+    """How alert thresholds are set, and so how often a clean stream raises a false alarm.
+
+    Every threshold comes from a bootstrap of the reference (see
+    `monitoring.compute.thresholds`): ``bootstrap_samples`` chunk-sized resamples of the
+    reference give each statistic's chunk-to-chunk spread on data that did not drift, and the
+    threshold sits where a clean chunk crosses it with the stated probability.
+
+    Attributes:
+        direction: ``lower`` alerts on a performance drop only; ``both`` also on a rise.
+        performance_rate: False-alarm rate per chunk of the performance thresholds, all
+            metrics together (split evenly between them, Bonferroni).
+        univariate_rate: False-alarm rate per chunk of the univariate drift thresholds, all
+            features together (each feature tested at ``univariate_rate / features``).
+        multivariate_rate: False-alarm rate per chunk of the multivariate drift threshold.
+        bootstrap_samples: Resampled reference chunks.
+        seed: Seed of the resampling, so a run is reproducible.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    direction: AlertDirection = "lower"
+    performance_rate: float = Field(0.01, gt=0, lt=1)
+    univariate_rate: float = Field(0.05, gt=0, lt=1)
+    multivariate_rate: float = Field(0.01, gt=0, lt=1)
+    bootstrap_samples: int = Field(200, ge=20, le=5000)
+    seed: int = Field(0, ge=0)

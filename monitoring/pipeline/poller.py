@@ -73,7 +73,7 @@ def poll_once(settings: Settings, *, consumer: str = CONSUMER) -> bool:
         completed.run_id,
         completed.run.model_version,
         len(completed.run.result.chunks),
-        completed.run.result.alert_counts()["total"],
+        completed.run.result.total_alerts,
         completed.run.watermark_id,
     )
     return True

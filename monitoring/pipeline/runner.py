@@ -14,13 +14,15 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, get_args
 
 import pandas as pd
 from pydantic import ValidationError
@@ -48,7 +50,7 @@ from db.monitoring import (
     store_run,
 )
 from monitoring.compute.result import MonitoringRun, RunTrigger
-from monitoring.compute.spec import MIN_CHUNK_ROWS, Chunking, ColumnMapping
+from monitoring.compute.spec import MIN_CHUNK_ROWS, AlertPolicy, Chunking, ColumnMapping
 from monitoring.errors import (
     InputError,
     InsufficientDataError,
@@ -56,6 +58,9 @@ from monitoring.errors import (
     MonitoringError,
     RunInProgressError,
 )
+
+if TYPE_CHECKING:
+    from monitoring.compute.core import FittedMonitor
 
 log = logging.getLogger(__name__)
 
@@ -65,6 +70,17 @@ REPORT_SUBDIR = "monitoring"
 STAGES = ("load", "monitor", "store", "report")
 _VERSION = re.compile(VERSION_PATTERN)
 _FEATURE_TYPES = ("continuous", "categorical")
+
+# The fitted monitors of the latest versions, by `_fit_key`: most of a run's cost (CBPE's
+# calibration and the bootstrap of the thresholds) depends on the reference only, so the
+# service and the poller fit a version once. An entry is taken out while a run uses it: a
+# NannyML calculator must not serve two threads at once.
+_FITTED: OrderedDict[tuple[Any, ...], FittedMonitor] = OrderedDict()
+_FITTED_LOCK = threading.Lock()
+_FITTED_MAX = 4
+
+Detail = Literal["compact", "full"]
+DETAILS: tuple[str, ...] = get_args(Detail)
 
 
 @dataclass(frozen=True)
@@ -76,11 +92,13 @@ class RunSpec:
         min_chunk_rows: Smaller chunks get a warning; the reference needs this many rows.
         label_delay_days: Days `Processed_Data` must reach past a prediction for its label
             to count as known.
+        policy: How alert thresholds are set (direction, false-alarm rates).
     """
 
     chunking: Chunking = field(default_factory=Chunking)
     min_chunk_rows: int = MIN_CHUNK_ROWS
     label_delay_days: int = 14
+    policy: AlertPolicy = field(default_factory=AlertPolicy)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RunSpec:
@@ -94,6 +112,7 @@ class RunSpec:
             chunking=chunking,
             min_chunk_rows=settings.monitoring_min_chunk_rows,
             label_delay_days=settings.monitoring_label_delay_days,
+            policy=AlertPolicy(direction=settings.monitoring_alert_direction),
         )
 
 
@@ -147,13 +166,14 @@ class CompletedRun:
     seconds: Mapping[str, float]
     report: ReportFiles
 
-    def to_json(self, output_dir: Path) -> dict[str, Any]:
+    def to_json(self, output_dir: Path, detail: Detail = "full") -> dict[str, Any]:
         """The run as JSON data, for the HTTP and CLI edges.
 
         Keys: ``run_id``, ``model_version``, ``run`` (trigger, times, watermark, stage
-        seconds), ``report`` (files relative to ``output_dir``), then
-        `MonitoringResult.to_json`'s ``summary``, ``metrics``, ``drift``, ``data_quality``,
-        ``alerts`` and ``warnings``.
+        seconds), ``report`` (files relative to ``output_dir``), then the result's: with
+        ``detail="compact"`` `MonitoringResult.to_compact_json` (verdicts, alert counts,
+        latest metrics, only the drift and data-quality statistics that alerted), with
+        ``"full"`` `MonitoringResult.to_json` (every figure of every chunk).
         """
         report: dict[str, Any] = {
             "folder": None
@@ -165,6 +185,7 @@ class CompletedRun:
         }
         if self.report.error is not None:
             report["error"] = self.report.error
+        result = self.run.result
         return {
             "run_id": self.run_id,
             "model_version": self.run.model_version,
@@ -176,7 +197,7 @@ class CompletedRun:
                 "seconds": {stage: round(value, 3) for stage, value in self.seconds.items()},
             },
             "report": report,
-            **self.run.result.to_json(),
+            **(result.to_json() if detail == "full" else result.to_compact_json()),
         }
 
 
@@ -319,15 +340,26 @@ def monitor(
     """
     check_inputs(inputs)
     # NannyML takes seconds to import: pay for it on the first run, not on import.
-    from monitoring.compute.core import run_monitoring
+    from monitoring.compute.core import fit_monitor
+    from monitoring.compute.prepare import check_analysis
 
-    result = run_monitoring(
-        inputs.reference,
-        inputs.analysis,
-        inputs.mapping,
-        spec.chunking,
-        min_chunk_rows=spec.min_chunk_rows,
-    )
+    check_analysis(inputs.analysis, inputs.mapping)
+    key = _fit_key(inputs, spec)
+    with _FITTED_LOCK:
+        fitted = _FITTED.pop(key, None)
+    if fitted is None:
+        fitted = fit_monitor(
+            inputs.reference,
+            inputs.mapping,
+            spec.chunking,
+            min_chunk_rows=spec.min_chunk_rows,
+            policy=spec.policy,
+        )
+    result = fitted.calculate(inputs.analysis)
+    with _FITTED_LOCK:
+        _FITTED[key] = fitted
+        while len(_FITTED) > _FITTED_MAX:
+            _FITTED.popitem(last=False)
     return MonitoringRun(
         model_version=inputs.model_version,
         trigger=trigger,
@@ -335,6 +367,20 @@ def monitor(
         finished_at=(clock or utcnow)(),
         watermark_id=inputs.watermark_id,
         result=result,
+    )
+
+
+def _fit_key(inputs: MonitorInputs, spec: RunSpec) -> tuple[Any, ...]:
+    # The reference of a model version does not change, but the key says so rather than
+    # trusting it: a hash of its rows costs milliseconds, a fit seconds.
+    digest = int(pd.util.hash_pandas_object(inputs.reference, index=False).sum())
+    return (
+        inputs.model_version,
+        digest,
+        inputs.mapping.model_dump_json(),
+        spec.chunking,
+        spec.min_chunk_rows,
+        spec.policy,
     )
 
 
@@ -484,7 +530,7 @@ def _log_run(completed: CompletedRun) -> None:
         result.analysis_rows,
         result.labelled_rows,
         len(result.chunks),
-        result.alert_counts()["total"],
+        result.total_alerts,
         ", ".join(f"{stage} {seconds[stage]:.1f} s" for stage in STAGES if stage in seconds),
     )
 

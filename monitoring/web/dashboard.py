@@ -104,7 +104,7 @@ def dashboard_view(
             for kind, count in run.alerts.items()
             if kind != "total"
         ],
-        "alerts_total": run.alerts.get("total", 0),
+        "alerts_total": sum(count for kind, count in run.alerts.items() if kind != "total"),
         "latest": _latest_metrics(results),
         "drifting": _statistics_in_alert(drift, (*DRIFT_KINDS, "multivariate")),
         "quality": _statistics_in_alert(drift, QUALITY_KINDS),

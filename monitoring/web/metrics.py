@@ -1,5 +1,10 @@
 """The monitoring service's Prometheus metrics: the latest stored figures and this process's
-runs, served by ``GET /metrics``."""
+runs, served by ``GET /metrics``.
+
+No series double-counts under ``sum()``: ``monitoring_alerts`` has one sample per alert kind
+(no total), ``monitoring_verdict_chunks`` one per verdict (they add up to the run's chunks),
+and ``monitoring_verdict`` is 1 for the latest chunk's verdict only.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ import threading
 from datetime import UTC
 from typing import Any
 
+import pandas as pd
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from config.settings import Settings
@@ -19,11 +25,15 @@ from db.monitoring import (
     SUCCEEDED,
     last_monitored_version,
     latest_run,
+    stored_drift,
     stored_results,
 )
-from monitoring.compute.result import METRICS
+from monitoring.compute.result import METRICS, VERDICTS
 
 log = logging.getLogger(__name__)
+
+# The `monitoring_drift` kinds of drift statistics (data quality is counted in the alerts).
+DRIFT_STATISTIC_KINDS = ("continuous", "categorical", "multivariate")
 
 
 def monitored_version(conn: Connection) -> str | None:
@@ -73,10 +83,53 @@ class ServiceMetrics:
             labels,
             registry=self.registry,
         )
+        self.realized_alert = Gauge(
+            "monitoring_realized_alert",
+            "1 when the latest chunk with known labels is beyond the alert thresholds",
+            labels,
+            registry=self.registry,
+        )
+        self.threshold = Gauge(
+            "monitoring_threshold",
+            "Alert threshold of a metric (bound=lower|upper; no upper on one-sided alerts)",
+            ["model_version", "metric", "bound"],
+            registry=self.registry,
+        )
         self.alerts = Gauge(
             "monitoring_alerts",
-            "Chunks in alert in the latest successful run, per kind of alert",
+            "Alerts in the latest successful run, per kind (metric-chunks, feature-chunks or "
+            "chunks); the kinds do not overlap",
             ["model_version", "kind"],
+            registry=self.registry,
+        )
+        self.verdict = Gauge(
+            "monitoring_verdict",
+            "1 for the health verdict of the latest chunk, 0 for the others",
+            ["model_version", "verdict"],
+            registry=self.registry,
+        )
+        self.verdict_chunks = Gauge(
+            "monitoring_verdict_chunks",
+            "Chunks of the latest successful run per health verdict",
+            ["model_version", "verdict"],
+            registry=self.registry,
+        )
+        self.drift = Gauge(
+            "monitoring_drift",
+            "Drift statistic of the latest chunk per feature ('all features': multivariate)",
+            ["model_version", "feature", "method"],
+            registry=self.registry,
+        )
+        self.drift_threshold = Gauge(
+            "monitoring_drift_threshold",
+            "Upper alert threshold of that drift statistic",
+            ["model_version", "feature", "method"],
+            registry=self.registry,
+        )
+        self.drift_alert = Gauge(
+            "monitoring_drift_alert",
+            "1 when the latest chunk's drift statistic of the feature is in alert",
+            ["model_version", "feature", "method"],
             registry=self.registry,
         )
         self.last_run = Gauge(
@@ -120,7 +173,14 @@ class ServiceMetrics:
                 self.upper,
                 self.estimate_alert,
                 self.realized,
+                self.realized_alert,
+                self.threshold,
                 self.alerts,
+                self.verdict,
+                self.verdict_chunks,
+                self.drift,
+                self.drift_threshold,
+                self.drift_alert,
                 self.last_run,
                 self.last_run_id,
             ):
@@ -140,12 +200,23 @@ class ServiceMetrics:
                 return
             run = latest_run(conn, version, SUCCEEDED)
             results = stored_results(conn, version)
+            drift = stored_drift(conn, version)
         if run is None:
             return
         self.last_run.labels(version).set(run.finished_at.replace(tzinfo=UTC).timestamp())
         self.last_run_id.labels(version).set(run.run_id)
         for kind, count in run.alerts.items():
-            self.alerts.labels(version, kind).set(count)
+            if kind != "total":  # runs stored before the total was dropped
+                self.alerts.labels(version, kind).set(count)
+        if run.verdicts:
+            latest_verdict = run.verdicts[-1]["verdict"]
+            counts = dict.fromkeys(VERDICTS, 0)
+            for entry in run.verdicts:
+                counts[entry["verdict"]] = counts.get(entry["verdict"], 0) + 1
+            for verdict, count in counts.items():
+                self.verdict.labels(version, verdict).set(int(verdict == latest_verdict))
+                self.verdict_chunks.labels(version, verdict).set(count)
+        self._load_drift(version, drift)
         for metric in METRICS:
             rows = results[results["metric"] == metric]
             if rows.empty:
@@ -155,9 +226,25 @@ class ServiceMetrics:
             _set(self.lower, (version, metric), latest["lower_bound"])
             _set(self.upper, (version, metric), latest["upper_bound"])
             self.estimate_alert.labels(version, metric).set(int(bool(latest["alert"])))
-            known = rows["realized"].dropna()
+            _set(self.threshold, (version, metric, "lower"), latest["lower_threshold"])
+            _set(self.threshold, (version, metric, "upper"), latest["upper_threshold"])
+            known = rows[rows["realized"].notna()]
             if not known.empty:
-                _set(self.realized, (version, metric), known.iloc[-1])
+                _set(self.realized, (version, metric), known["realized"].iloc[-1])
+                flag = known["realized_alert"].iloc[-1]
+                self.realized_alert.labels(version, metric).set(int(bool(flag)))
+
+    def _load_drift(self, version: str, drift: pd.DataFrame) -> None:
+        statistics = drift[drift["kind"].isin(DRIFT_STATISTIC_KINDS)]
+        if statistics.empty:
+            return
+        last_chunk = statistics["chunk_start"].max()
+        latest = statistics[statistics["chunk_start"] == last_chunk]
+        for row in latest.itertuples(index=False):
+            labels = (version, str(row.feature), str(row.method))
+            _set(self.drift, labels, row.value)
+            _set(self.drift_threshold, labels, row.upper_threshold)
+            self.drift_alert.labels(*labels).set(int(bool(row.alert)))
 
 
 def _set(gauge: Gauge, labels: tuple[str, ...], value: Any) -> None:

@@ -32,7 +32,7 @@ from monitoring.errors import (
     MonitoringError,
     RunInProgressError,
 )
-from monitoring.pipeline.runner import VERSION_PATTERN, CompletedRun, run_for_model
+from monitoring.pipeline.runner import VERSION_PATTERN, CompletedRun, Detail, run_for_model
 from monitoring.web.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
@@ -48,13 +48,16 @@ _VERSION_RULE = "must be a model version: letters, digits, '_', '.', '-', at mos
 
 
 class RunQuery(BaseModel):
-    """Query of `GET /run-monitoring` (and of the dashboard): which model version."""
+    """Query of `GET /run-monitoring` (and of the dashboard): which model version, and how
+    much of the result (``compact``: verdicts, alert counts, latest figures and the statistics
+    that alerted; ``full``: every figure of every chunk)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, protected_namespaces=())
 
     model_version: str | None = Field(
         None, pattern=VERSION_PATTERN, description="a registered version; default: the current"
     )
+    detail: Detail = "compact"
 
 
 def parse_query(args: MultiDict[str, str]) -> RunQuery:
@@ -79,6 +82,8 @@ def parse_query(args: MultiDict[str, str]) -> RunQuery:
                 error["message"] = "is not a recognised parameter"
             elif raw["type"] == "string_pattern_mismatch":
                 error["message"] = _VERSION_RULE
+            elif raw["type"] == "literal_error":
+                error["message"] = "must be compact or full"
         message = "; ".join(f"{error['field']} {error['message']}" for error in errors)
         raise ApiError(400, "invalid_request", message, errors) from exc
 
@@ -113,7 +118,7 @@ def run_monitoring() -> tuple[Response, int]:
         raise _client_error(exc) from exc
     metrics.runs.labels("succeeded").inc()
     metrics.run_seconds.observe(time.perf_counter() - started)
-    return jsonify(completed.to_json(app_settings().output_dir)), 200
+    return jsonify(completed.to_json(app_settings().output_dir, query.detail)), 200
 
 
 @ops_bp.get("/health")

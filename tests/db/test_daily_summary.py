@@ -12,9 +12,12 @@ from db.cdr import cdr_bounds, daily_summary, frame_to_rows, insert_cdr_rows
 from db.connection import connection, transaction
 from db.errors import QueryError
 from db.schema import CDR_COLUMNS
+from tests.table_digest import table_snapshot
 
 
-def _row(day: str, msisdn: str, moc: int | None, minutes: float, data: int, mb: float):  # type: ignore[no-untyped-def]
+def _row(
+    day: str, msisdn: str, moc: int | None, minutes: float, data: int, mb: float
+) -> dict[str, object]:
     return {
         "DP_DATE": pd.Timestamp(day),
         "DP_MSISDN": msisdn,
@@ -50,7 +53,9 @@ def loaded(db_settings: Settings) -> Settings:
 def test_summary_per_day_and_idempotent(loaded: Settings) -> None:
     with connection(loaded) as conn:
         first = daily_summary(conn, date(2024, 1, 1))
+        after_first = table_snapshot(loaded, "DailySummary")
         second = daily_summary(conn, date(2024, 1, 1))
+        assert table_snapshot(loaded, "DailySummary") == after_first
         with transaction(conn) as cursor:
             cursor.execute("SELECT COUNT(*) FROM DailySummary")
             stored = cursor.fetchone()[0]

@@ -28,6 +28,7 @@ from db.models import (
 )
 from db.monitoring import load_reference
 from db.staging import create_staging, drop_staging
+from tests.table_digest import TableSnapshot, table_snapshot
 
 
 def _record(version: str) -> ModelRecord:
@@ -91,6 +92,14 @@ def _mar(*days: int) -> list[date]:
     return [date(2024, 3, d) for d in days]
 
 
+def _model_tables(settings: Settings) -> tuple[TableSnapshot, ...]:
+    # A replaced prediction gets a new id by design (the poller's watermark): compare the rest.
+    return (
+        table_snapshot(settings, "model_registry"),
+        table_snapshot(settings, "model_predictions", exclude={"id"}),
+    )
+
+
 def _fetch(settings: Settings, sql: str) -> Any:
     with connection(settings) as conn, transaction(conn) as cursor:
         cursor.execute(sql)
@@ -116,10 +125,22 @@ def test_registering_makes_one_current_model_and_replaces_its_reference(
     assert _fetch(db_settings, "SELECT SUM(is_current) FROM model_registry") == [(1,)]
 
 
+def test_registering_the_same_model_again_changes_nothing(db_settings: Settings) -> None:
+    _register(db_settings, "v1", _feb(15, 16))
+    _register(db_settings, "v2", _feb(15))
+    before = _model_tables(db_settings)
+
+    assert _register(db_settings, "v2", _feb(15)) == 3
+
+    assert _model_tables(db_settings) == before
+
+
 def test_scored_ranges_are_replaced_not_duplicated(db_settings: Settings) -> None:
     _register(db_settings, "v1", _feb(15))
     assert _score(db_settings, "v1", _mar(1, 2, 3), date(2024, 3, 1), date(2024, 3, 3)) == 9
+    scored = _model_tables(db_settings)
     assert _score(db_settings, "v1", _mar(1, 2, 3), date(2024, 3, 1), date(2024, 3, 3)) == 9
+    assert _model_tables(db_settings) == scored
     # A narrower range replaces only its own days.
     assert _score(db_settings, "v1", _mar(2), date(2024, 3, 2), date(2024, 3, 2)) == 3
     with connection(db_settings) as conn:

@@ -355,6 +355,9 @@ def test_the_run_row_records_what_the_run_saw(conn: Connection) -> None:
     assert run.status == "succeeded"
     assert run.watermark_id == 42
     assert run.alerts == stored.result.alert_counts()
+    assert "total" not in run.alerts
+    assert run.verdicts == [verdict.to_json() for verdict in stored.result.verdicts()]
+    assert [entry["chunk"] for entry in run.verdicts] == ["2024-03-01"]
     assert run.chunking == "period=D"
     assert (run.reference_rows, run.analysis_rows, run.labelled_rows) == (1000, 500, 0)
     assert run.started_at == NOW
@@ -370,6 +373,7 @@ def test_a_failed_run_is_recorded_and_leaves_the_figures(conn: Connection) -> No
     last = latest_run(conn, VERSION)
     assert last is not None and last.status == "failed"
     assert last.error_message == "x" * 1024
+    assert last.verdicts == []
     succeeded = latest_run(conn, VERSION, "succeeded")
     assert succeeded is not None and succeeded.run_id == ok
     assert len(stored_results(conn, VERSION)) == 2

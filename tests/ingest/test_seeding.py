@@ -15,6 +15,7 @@ from db.ingest_log import committed_batches
 from ingest.generator import GeneratorConfig, generate_cdr
 from ingest.seeding import seed_from_generator, seed_from_source
 from ingest.sources import SourceFormatError
+from tests.table_digest import TableSnapshot, table_snapshot
 
 SMALL = GeneratorConfig(subscribers=40, days=12, seed=3)
 
@@ -29,11 +30,21 @@ def _small_chunks(settings: Settings) -> Settings:
     return settings.model_copy(update={"insert_chunk_rows": 100})
 
 
+def _loaded(settings: Settings) -> tuple[TableSnapshot, ...]:
+    """What a load leaves behind: the CDR rows (with their ids), the batch log, the sources."""
+    return tuple(
+        table_snapshot(settings, table)
+        for table in ("DP_CDR_Data", "ingest_batches", "ingest_sources")
+    )
+
+
 def test_generator_seed_is_idempotent(db_settings: Settings) -> None:
     settings = _small_chunks(db_settings)
     expected = len(generate_cdr(SMALL))
     first = seed_from_generator(settings, SMALL, progress=False)
+    after_first = _loaded(settings)
     second = seed_from_generator(settings, SMALL, progress=False)
+    assert _loaded(settings) == after_first
     assert first.rows_inserted == expected == _count(settings)
     assert second.rows_inserted == 0 and second.batches_skipped == first.batches_total
     assert "already loaded" in second.describe()
@@ -50,6 +61,8 @@ def test_other_generator_parameters_are_another_source(db_settings: Settings) ->
 def test_interrupted_load_resumes_without_duplicates(db_settings: Settings) -> None:
     settings = _small_chunks(db_settings)
     report = seed_from_generator(settings, SMALL, progress=False)
+    # The resumed batches get new ids; the rows themselves must be the ones lost.
+    complete = table_snapshot(settings, "DP_CDR_Data", exclude={"id"})
     with connection(settings) as conn, transaction(conn) as cursor:
         # Undo the last two batches as a crash before their commit would have left things.
         cursor.execute(
@@ -63,6 +76,7 @@ def test_interrupted_load_resumes_without_duplicates(db_settings: Settings) -> N
     resumed = seed_from_generator(settings, SMALL, progress=False)
     assert resumed.batches_skipped == report.batches_total - 2
     assert _count(settings) == report.rows_total
+    assert table_snapshot(settings, "DP_CDR_Data", exclude={"id"}) == complete
 
 
 def test_csv_seed_then_again(db_settings: Settings, tmp_path: Path) -> None:
@@ -70,9 +84,11 @@ def test_csv_seed_then_again(db_settings: Settings, tmp_path: Path) -> None:
     path = tmp_path / "history.csv.gz"
     frame.to_csv(path, index=False)
     first = seed_from_source(db_settings, str(path), progress=False)
+    after_first = _loaded(db_settings)
     again = seed_from_source(db_settings, str(path), progress=False)
     assert first.rows_inserted == len(frame) == _count(db_settings)
     assert again.rows_inserted == 0
+    assert _loaded(db_settings) == after_first
     with connection(db_settings) as conn, transaction(conn) as cursor:
         cursor.execute("SELECT COUNT(*) FROM DP_CDR_Data WHERE DP_DATA_VOLUME IS NULL")
         assert cursor.fetchone()[0] == len(frame)
@@ -127,8 +143,10 @@ def test_gcs_seed_through_the_emulator(
     report = seed_from_source(db_settings, "gs://cdr-raw/exports/RawData.csv", progress=False)
     assert report.rows_inserted == len(frame) == _count(db_settings)
     assert report.source_id.startswith("gcs-")
+    after_first = _loaded(db_settings)
     again = seed_from_source(db_settings, "gs://cdr-raw/exports/RawData.csv", progress=False)
     assert again.rows_inserted == 0 and _count(db_settings) == len(frame)
+    assert _loaded(db_settings) == after_first
     with connection(db_settings) as conn:
         assert sum(committed_batches(conn, report.source_id).values()) == len(frame)
 

@@ -6,6 +6,7 @@ front of the real server, which the tests cut off and bring back.
 
 from __future__ import annotations
 
+import gc
 import time
 from collections.abc import Callable, Iterator
 from datetime import date, datetime, timedelta
@@ -22,11 +23,12 @@ from db.ingest_log import Source, committed_batches, register_source, write_batc
 from db.migrate import init_database
 from db.schema import CDR_COLUMNS
 from ingest.generator import GeneratorConfig
-from ingest.scenario import CovariateDrift, Scenario
+from ingest.scenario import BrokenFeed, CovariateDrift, Scenario
 from ingest.seeding import seed_from_generator
 from ingest.simulator import GeneratorBase, StreamDays
 from ingest.stream import ConnectionFactory, StreamManager, StreamRunner
 from tests.polling import wait_for, wait_until_final
+from tests.table_digest import table_snapshot
 from tests.tcp_proxy import TcpProxy
 
 HISTORY = GeneratorConfig(subscribers=50, days=10)
@@ -63,8 +65,10 @@ def manager_for() -> Iterator[ManagerFor]:
     """
     managers: list[StreamManager] = []
 
-    def make(settings: Settings, connect_db: ConnectionFactory | None = None) -> StreamManager:
-        manager = StreamManager(settings, connect_db)
+    def make(
+        settings: Settings, connect_db: ConnectionFactory | None = None, **options: Any
+    ) -> StreamManager:
+        manager = StreamManager(settings, connect_db, **options)
         managers.append(manager)
         return manager
 
@@ -309,6 +313,85 @@ def test_a_resumed_stream_writes_the_rows_an_uninterrupted_one_writes(
     assert resumed_rows == _query(twin, select, (FIRST_SIMULATED_DAY,))
 
 
+# --- bulk loads ---------------------------------------------------------------------------------
+
+
+def test_bulk_loaded_batches_hold_the_rows_inserted_batches_hold(
+    seeded: Settings, twin: Settings, manager_for: ManagerFor
+) -> None:
+    # NULLs from a broken feed, float amounts, many subscribers: the CSV must carry them exactly.
+    spec = {"num_batches": 4, "batch_size": 120, "scenario": Scenario(broken_feed=BrokenFeed())}
+    inserting = manager_for(twin, bulk_load=False)
+    assert inserting.load_dir is None
+    assert _finish(_start(inserting, "same", **spec))["state"] == "completed"
+    loading = manager_for(seeded)
+    assert loading.load_dir is not None
+    assert _finish(_start(loading, "same", **spec))["state"] == "completed"
+
+    nulls = _query(seeded, "SELECT COUNT(*) FROM DP_CDR_Data WHERE DP_DATA_VOLUME IS NULL")
+    assert nulls[0][0] > 0
+    for table in ("DP_CDR_Data", "ingest_batches"):
+        assert table_snapshot(seeded, table, exclude={"id"}) == table_snapshot(
+            twin, table, exclude={"id"}
+        )
+    assert list(loading.load_dir.iterdir()) == []  # each batch's file was removed
+
+
+def test_the_load_folder_is_private_and_goes_with_its_manager(seeded: Settings) -> None:
+    manager = StreamManager(seeded)
+    folder = manager.load_dir
+    assert folder is not None and folder.is_dir()
+    assert folder.stat().st_mode & 0o077 == 0
+    del manager
+    gc.collect()
+    assert not folder.exists()
+
+
+class _NoLocalFilesConnection:
+    """A real connection that fails LOAD DATA LOCAL as a server with local_infile=OFF does."""
+
+    def __init__(self, conn: Connection) -> None:
+        self._conn = conn
+
+    def cursor(self, *args: Any, **kwargs: Any) -> _NoLocalFilesCursor:
+        return _NoLocalFilesCursor(self._conn.cursor(*args, **kwargs))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._conn, name)
+
+
+class _NoLocalFilesCursor:
+    def __init__(self, cursor: Any) -> None:
+        self._cursor = cursor
+
+    def execute(self, operation: Any, *args: Any, **kwargs: Any) -> Any:
+        if isinstance(operation, str) and operation.startswith("LOAD DATA"):
+            raise mysql_errors.ProgrammingError(
+                msg="The used command is not allowed with this MariaDB version", errno=1148
+            )
+        return self._cursor.execute(operation, *args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._cursor, name)
+
+
+def test_a_server_refusing_local_files_gets_inserts(
+    seeded: Settings, manager_for: ManagerFor
+) -> None:
+    def connect_without_local_files() -> Connection:
+        conn: Connection = _NoLocalFilesConnection(connect(seeded))  # type: ignore[assignment]
+        return conn
+
+    history = _cdr_count(seeded)
+    runner = _start(manager_for(seeded, connect_without_local_files), "no-files", num_batches=3)
+    status = _finish(runner)
+
+    assert status["state"] == "completed", status
+    assert (status["batches_done"], status["retries"]) == (3, 0)
+    assert _cdr_count(seeded) == history + 3 * 50
+    assert _logged_batches(seeded, "no-files") == dict.fromkeys(range(3), 50)
+
+
 # --- lost commit acknowledgements ----------------------------------------------------------------
 
 
@@ -390,11 +473,13 @@ def test_a_batch_whose_commit_acknowledgement_was_lost_is_not_written_twice(
     fault = _LostAcknowledgement(batch_no=2, error=make_error())
 
     def connect_losing_acks() -> Connection:
-        conn: Connection = _AckLosingConnection(connect(seeded), fault)  # type: ignore[assignment]
+        real = connect(seeded, allow_local_infile_in_path=str(manager.load_dir))
+        conn: Connection = _AckLosingConnection(real, fault)  # type: ignore[assignment]
         return conn
 
     history = _cdr_count(seeded)
-    runner = _start(manager_for(seeded, connect_losing_acks), "lost-ack", num_batches=5)
+    manager = manager_for(seeded, connect_losing_acks)
+    runner = _start(manager, "lost-ack", num_batches=5)
     status = _finish(runner)
 
     assert fault.fired == 1

@@ -82,7 +82,7 @@ def nannyml_output(nannyml_files: dict[str, Path]) -> dict[str, Any]:
     """The JSON printed for NannyML's dataset in chunks of 5,000 predictions."""
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
-        status = main(["run", *_file_args(nannyml_files), "--chunk-size", "5000"])
+        status = main(["run", *_file_args(nannyml_files), "--chunk-size", "5000", "--json"])
     assert status == 0
     return _strict(printed.getvalue())
 
@@ -151,7 +151,10 @@ def test_nannymls_dataset_report_has_the_drift_nannyml_documents(
     assert [chunk["alert"] for chunk in roc_auc["chunks"]] == [False] * 5 + [True] * 5
     assert roc_auc["latest"] == roc_auc["chunks"][-1]
     assert nannyml_output["summary"]["labelled_rows"] == 50_000
-    assert nannyml_output["alerts"]["total"] > 0
+    assert "total" not in nannyml_output["alerts"]
+    assert sum(nannyml_output["alerts"].values()) > 0
+    verdicts = [chunk["verdict"] for chunk in nannyml_output["chunks"]]
+    assert verdicts[5:] == ["performance_degraded"] * 5
 
 
 @SLOW_DATASET
@@ -159,6 +162,9 @@ def test_nannymls_dataset_report_has_the_drift_nannyml_documents(
 def test_the_json_has_every_documented_field(nannyml_output: dict[str, Any]) -> None:
     assert set(nannyml_output) == {
         "summary",
+        "verdict",
+        "verdicts",
+        "chunks",
         "metrics",
         "drift",
         "data_quality",
@@ -179,7 +185,7 @@ def test_the_json_has_every_documented_field(nannyml_output: dict[str, Any]) -> 
 def test_default_daily_chunks_without_targets(
     synthetic_files: dict[str, Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main(["run", *_file_args(synthetic_files), "--chunk-period", "D"]) == 0
+    assert main(["run", *_file_args(synthetic_files), "--chunk-period", "D", "--json"]) == 0
 
     output = _strict(capsys.readouterr().out)
     assert output["summary"]["chunking"] == {"period": "D"}
@@ -193,7 +199,7 @@ def test_nan_becomes_null(
     analysis.loc[analysis["ts"] >= "2024-03-03", "churned"] = np.nan
     analysis.to_csv(synthetic_files["analysis"], index=False)
 
-    assert main(["run", *_file_args(synthetic_files)]) == 0
+    assert main(["run", *_file_args(synthetic_files), "--json"]) == 0
 
     chunks = _strict(capsys.readouterr().out)["metrics"]["roc_auc"]["chunks"]
     assert [chunk["realized"] is None for chunk in chunks] == [False, False, True, True]
@@ -394,7 +400,7 @@ def test_output_also_writes_the_report(
 ) -> None:
     folder = tmp_path / "report"
 
-    assert main(["run", *_file_args(synthetic_files), "--output", str(folder)]) == 0
+    assert main(["run", *_file_args(synthetic_files), "--output", str(folder), "--json"]) == 0
 
     assert _strict(capsys.readouterr().out)["summary"]["chunks"] == 4
     assert (folder / "metrics.csv").is_file()
@@ -412,3 +418,39 @@ def test_an_unwritable_output_exits_1(
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.startswith(f"error: cannot write the report to {blocker}")
+
+
+def test_run_prints_a_summary_table_by_default(
+    synthetic_files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", *_file_args(synthetic_files)]) == 0
+
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("monitoring: 1,600 predictions in 4 chunks (period D)")
+    assert "performance alerts: on a drop only" in lines[0]
+    assert lines[1].startswith("latest chunk 2024-03-04: ")
+    assert lines[2].split() == [
+        "metric",
+        "chunks",
+        "realized",
+        "mean",
+        "|est-real|",
+        "latest",
+        "estimate",
+        "[bounds]",
+        "alerts",
+    ]
+    assert [line.split()[0] for line in lines[3:6]] == ["roc_auc", "f1", "accuracy"]
+    assert lines[6].startswith("alerts: estimated_performance ")
+    assert lines[7].startswith("chunks: data_quality ")
+
+
+def test_alert_direction_both_is_reported(
+    synthetic_files: dict[str, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["run", *_file_args(synthetic_files), "--json", "--alert-direction", "both"]) == 0
+
+    output = _strict(capsys.readouterr().out)
+    assert output["summary"]["alert_direction"] == "both"
+    roc_auc = output["metrics"]["roc_auc"]
+    assert roc_auc["lower_threshold"] < roc_auc["upper_threshold"]

@@ -45,6 +45,12 @@ def _expected_subscriber_days(start: date, end: date) -> int:
     return len(chosen.groupby([chosen["DP_DATE"].dt.date, "DP_MSISDN"]))
 
 
+def _processed_rows(settings: Settings) -> list[tuple[Any, ...]]:
+    with connection(settings) as conn, transaction(conn) as cursor:
+        cursor.execute("SELECT * FROM Processed_Data ORDER BY `Date`, `User`")
+        return list(cursor.fetchall())
+
+
 @pytest.mark.slow
 def test_analysis_writes_the_range_and_reruns_replace_it(spark: Any, seeded: Settings) -> None:
     dates = _dates("2024-01-03", "2024-01-12")
@@ -55,8 +61,10 @@ def test_analysis_writes_the_range_and_reruns_replace_it(spark: Any, seeded: Set
         assert count_processed(conn, date(2024, 1, 1), date(2024, 12, 31)) == expected
     parquet = spark.read.parquet(first.parquet_path)
     assert parquet.count() == expected
+    stored = _processed_rows(seeded)
 
     again = run_analysis(spark, seeded, dates)
+    assert _processed_rows(seeded) == stored  # the same rows, value for value
     wider = run_analysis(spark, seeded, _dates("2024-01-10", "2024-01-15"))
     with connection(seeded) as conn:
         total = count_processed(conn, date(2024, 1, 1), date(2024, 12, 31))

@@ -46,7 +46,8 @@ def test_a_calibrated_model_without_drift_raises_no_alert(
     result = run_monitoring(reference, analysis, mapping, DAILY)
 
     assert [chunk.chunk_rows for chunk in result.chunks] == [800] * 8
-    assert result.alert_counts()["total"] == 0
+    assert result.total_alerts == 0
+    assert {v.verdict for v in result.verdicts()} == {"healthy"}
     assert result.warnings == ()
     roc_auc = result.metric("roc_auc")
     assert np.nanmax(np.abs(np.subtract(roc_auc.estimate, roc_auc.realized))) < 0.03

@@ -1,10 +1,13 @@
 """The pipeline's own data, end to end: generated history with an injected scenario ->
 analysis -> model -> score -> monitoring. Concept drift must raise the estimated-vs-realized
-alert that CBPE alone cannot give; covariate drift must raise the drift alerts.
+alert that CBPE alone cannot give; covariate drift must raise the drift alerts. Each scenario
+must also stay quiet before its injection, and a clean history must keep every alert kind
+within its target false-alarm rate: a monitor that always alerts fails these tests.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from datetime import date, timedelta
 from statistics import mean
@@ -34,6 +37,13 @@ DATES = PipelineDates.model_validate(
 )
 CONCEPT_FROM = 66  # churns from 2024-03-07 on are silent; their labels start 14 days earlier
 COVARIATE_FROM = 52  # usage mix shifts from 2024-02-22
+FIRST_SCORED = 45  # the day after processed_end: the first analysis chunk
+LAST_DAY = 80
+# Targets on clean chunks (issue 9): any performance alert, univariate drift per
+# feature-chunk, multivariate drift per chunk.
+PERFORMANCE_RATE = 0.05
+UNIVARIATE_RATE = 0.02
+MULTIVARIATE_RATE = 0.05
 
 
 def _day(index: int) -> str:
@@ -45,7 +55,8 @@ def _monitored(
 ) -> Iterator[dict[str, Any]]:
     settings = base.model_copy(
         update={
-            "db_name": f"{base.db_name}_{name}"[:64],
+            # Per run: two runs of this module at once must not share (and drop) a database.
+            "db_name": f"cdrtest_{os.getpid()}_{name}",
             "output_dir": tmp.mktemp(f"{name}-out"),
             "model_dir": tmp.mktemp(f"{name}-models"),
             "model_embargo_days": 7,
@@ -75,6 +86,13 @@ def _monitored(
 
 
 @pytest.fixture(scope="module")
+def clean(
+    spark: Any, base_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[dict[str, Any]]:
+    yield from _monitored(spark, base_settings, tmp_path_factory, "clean", {})
+
+
+@pytest.fixture(scope="module")
 def concept(
     spark: Any, base_settings: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Any]]:
@@ -88,6 +106,47 @@ def covariate(
 ) -> Iterator[dict[str, Any]]:
     scenario = {"covariate_drift": {"from_step": COVARIATE_FROM}}
     yield from _monitored(spark, base_settings, tmp_path_factory, "covariate", scenario)
+
+
+def _in(chunk: dict[str, Any], since: int, until: int) -> bool:
+    return _day(since) <= chunk["start"][:10] < _day(until)
+
+
+def _performance_rate(report: dict[str, Any], since: int, until: int) -> float:
+    """Share of the chunks in [since, until) with any performance alert."""
+    series = [report["metrics"][metric]["chunks"] for metric in ("roc_auc", "f1", "accuracy")]
+    flags = [
+        any(
+            chunk["alert"] or chunk["realized_alert"] or chunk["estimate_realized_alert"]
+            for chunk in chunks
+        )
+        for chunks in zip(*series, strict=True)
+        if _in(chunks[0], since, until)
+    ]
+    assert flags, "no chunk in the range"
+    return sum(flags) / len(flags)
+
+
+def _univariate_rate(report: dict[str, Any], since: int, until: int) -> float:
+    """Share of the feature-chunks in [since, until) in univariate drift alert."""
+    flags = [
+        chunk["alert"]
+        for feature in report["drift"]["univariate"].values()
+        for chunk in feature["chunks"]
+        if _in(chunk, since, until)
+    ]
+    assert flags, "no chunk in the range"
+    return sum(flags) / len(flags)
+
+
+def _multivariate_rate(report: dict[str, Any], since: int, until: int) -> float:
+    flags = [c["alert"] for c in report["drift"]["multivariate"]["chunks"] if _in(c, since, until)]
+    assert flags, "no chunk in the range"
+    return sum(flags) / len(flags)
+
+
+def _verdicts(report: dict[str, Any], since: int, until: int) -> list[str]:
+    return [chunk["verdict"] for chunk in report["chunks"] if _in(chunk, since, until)]
 
 
 def _chunks(report: dict[str, Any], metric: str, since: int, until: int) -> list[dict[str, Any]]:
@@ -110,6 +169,17 @@ def test_concept_drift_raises_the_estimated_vs_realized_alert(concept: dict[str,
     alerted = [chunk["estimate_realized_alert"] for chunk in after]
     assert sum(alerted) >= 0.8 * len(alerted)
     assert mean(c["realized"] for c in after) < mean(c["estimate"] for c in after) - 0.2
+    assert set(_verdicts(concept, CONCEPT_FROM - 7, LAST_DAY)) == {"performance_degraded"}
+
+
+@pytest.mark.slow
+def test_concept_drift_is_silent_before_its_labels_change(concept: dict[str, Any]) -> None:
+    # Labels of days from CONCEPT_FROM - 14 on already see the silent churns.
+    quiet = (FIRST_SCORED, CONCEPT_FROM - 14)
+    assert _performance_rate(concept, *quiet) <= PERFORMANCE_RATE
+    # The usage of concept drift does not change: no drift alert before or after.
+    assert _univariate_rate(concept, FIRST_SCORED, LAST_DAY) <= UNIVARIATE_RATE
+    assert _multivariate_rate(concept, FIRST_SCORED, LAST_DAY) <= MULTIVARIATE_RATE
 
 
 @pytest.mark.slow
@@ -129,3 +199,28 @@ def test_covariate_drift_raises_the_drift_alerts(covariate: dict[str, Any]) -> N
     # Covariate drift alone leaves CBPE's estimates right: no concept-drift alert.
     flagged = [c["estimate_realized_alert"] for c in _chunks(covariate, "roc_auc", 45, 80)]
     assert sum(bool(flag) for flag in flagged) <= 0.1 * len(flagged)
+    # A sudden shift is caught within one chunk (the 7- and 28-day features take longer),
+    # as data drift: performance holds up.
+    assert "data_drift" in _verdicts(covariate, COVARIATE_FROM, COVARIATE_FROM + 2)
+
+
+@pytest.mark.slow
+def test_covariate_drift_is_silent_before_the_injection(covariate: dict[str, Any]) -> None:
+    quiet = (FIRST_SCORED, COVARIATE_FROM)
+    assert _univariate_rate(covariate, *quiet) <= UNIVARIATE_RATE
+    assert _multivariate_rate(covariate, *quiet) <= MULTIVARIATE_RATE
+    assert _performance_rate(covariate, *quiet) <= PERFORMANCE_RATE
+    assert _verdicts(covariate, *quiet).count("healthy") >= 0.9 * (COVARIATE_FROM - FIRST_SCORED)
+
+
+@pytest.mark.slow
+def test_a_clean_history_keeps_every_alert_within_its_target_rate(clean: dict[str, Any]) -> None:
+    scored = (FIRST_SCORED, LAST_DAY)
+    assert clean["summary"]["chunks"] == LAST_DAY - FIRST_SCORED
+    assert _performance_rate(clean, *scored) <= PERFORMANCE_RATE
+    assert _univariate_rate(clean, *scored) <= UNIVARIATE_RATE
+    assert _multivariate_rate(clean, *scored) <= MULTIVARIATE_RATE
+    assert clean["alerts"]["missing_values"] == clean["alerts"]["unseen_values"] == 0
+    assert clean["summary"]["alert_direction"] == "lower"
+    for metric in clean["metrics"].values():
+        assert metric["upper_threshold"] is None  # one-sided: a better chunk never alerts

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -95,6 +96,36 @@ def test_run_spec_follows_the_settings(base_settings: Settings) -> None:
     assert spec.chunking == Chunking(size=500)
     assert spec.min_chunk_rows == 50
     assert spec.label_delay_days == base_settings.monitoring_label_delay_days
+    assert spec.policy.direction == "lower"
+    both = base_settings.model_copy(update={"monitoring_alert_direction": "both"})
+    assert RunSpec.from_settings(both).policy.direction == "both"
+
+
+def test_monitor_fits_a_version_once_and_reuses_it(
+    reference: pd.DataFrame,
+    analysis: pd.DataFrame,
+    mapping: ColumnMapping,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import monitoring.compute.core as core
+
+    fits = []
+    fit_monitor = core.fit_monitor
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        fits.append(args)
+        return fit_monitor(*args, **kwargs)
+
+    monkeypatch.setattr(core, "fit_monitor", counting)
+    inputs = MonitorInputs("cache-test", mapping, reference, analysis, watermark_id=1)
+    first = monitor(inputs, SPEC, trigger="cli", started_at=STARTED)
+    again = monitor(inputs, SPEC, trigger="cli", started_at=STARTED)
+    # A changed reference is a different fit, even under the same version.
+    changed = MonitorInputs("cache-test", mapping, reference.iloc[100:], analysis, 1)
+    monitor(changed, SPEC, trigger="cli", started_at=STARTED)
+
+    assert len(fits) == 2
+    assert again.result == first.result
 
 
 @pytest.mark.slow

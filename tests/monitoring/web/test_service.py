@@ -297,7 +297,7 @@ def client(monitored_settings: Settings) -> FlaskClient:
 @pytest.fixture(scope="module")
 def first_run(monitored_settings: Settings) -> dict[str, Any]:
     """The JSON of one `/run-monitoring` of the current model on the shared database."""
-    response = create_app(monitored_settings).test_client().get("/run-monitoring")
+    response = create_app(monitored_settings).test_client().get("/run-monitoring?detail=full")
     assert response.status_code == 200, response.get_data(as_text=True)
     body: dict[str, Any] = response.get_json()
     return body
@@ -344,6 +344,36 @@ def test_run_monitoring_returns_estimates_bounds_realized_values_and_alerts(
 
 
 @pytest.mark.slow
+def test_run_monitoring_is_compact_by_default(
+    client: FlaskClient, first_run: dict[str, Any]
+) -> None:
+    response = client.get("/run-monitoring")
+
+    assert response.status_code == 200
+    body = response.get_json()
+    assert len(response.get_data()) < len(json.dumps(first_run)) / 3
+    assert body["summary"]["chunks"] == ANALYSIS_DAYS
+    assert [chunk["key"] for chunk in body["chunks"]] == [
+        chunk["key"] for chunk in first_run["chunks"]
+    ]
+    assert body["verdict"] == first_run["verdict"]
+    assert body["verdict"]["verdict"] == body["chunks"][-1]["verdict"]
+    assert sum(body["verdicts"].values()) == ANALYSIS_DAYS
+    assert body["alerts"] == first_run["alerts"]
+    assert "total" not in body["alerts"]
+    for metric in ("roc_auc", "f1", "accuracy"):
+        assert "chunks" not in body["metrics"][metric]
+        assert body["metrics"][metric]["latest"]["estimate"] is not None
+    # Only what alerted is listed: the drifting feature, no zero-valued data-quality entry.
+    assert DRIFTING_FEATURE in body["drift"]["univariate"]
+    assert all(entry["alerts"] > 0 for entry in body["drift"]["univariate"].values())
+    for entries in body["data_quality"].values():
+        assert all(entry["alerts"] > 0 for entry in entries.values())
+    drifting = body["drift"]["univariate"][DRIFTING_FEATURE]["alert_chunks"]
+    assert drifting == [chunk["key"] for chunk in first_run["chunks"][ANALYSIS_DAYS // 2 :]]
+
+
+@pytest.mark.slow
 def test_run_monitoring_writes_the_report_under_the_output_folder(
     monitored_settings: Settings, first_run: dict[str, Any]
 ) -> None:
@@ -364,7 +394,7 @@ def test_running_again_on_the_same_data_changes_no_row_count(
     before = table_counts(monitored_settings)
     figures = stored_figures(monitored_settings)
 
-    response = client.get(f"/run-monitoring?model_version={VERSION}")
+    response = client.get(f"/run-monitoring?model_version={VERSION}&detail=full")
 
     assert response.status_code == 200
     again = response.get_json()
@@ -425,6 +455,7 @@ def test_run_monitoring_refuses_data_it_cannot_monitor_with_a_clear_json_error(
         pytest.param("model_version=", "must be a model version", id="empty"),
         pytest.param("model_version=a&model_version=b", "more than once", id="repeated"),
         pytest.param("version=x", "version is not a recognised parameter", id="unknown"),
+        pytest.param("detail=all", "detail must be compact or full", id="bad-detail"),
     ],
 )
 def test_run_monitoring_rejects_a_bad_query_with_400(
@@ -560,6 +591,52 @@ def test_metrics_expose_the_latest_estimates_alerts_and_run_time(
     version = (("model_version", VERSION),)
     assert samples[("monitoring_last_run_timestamp_seconds", version)] > 1.7e9
     assert samples[("monitoring_database_up", ())] == 1
+    # No total among the kinds: sum() over monitoring_alerts counts every alert once.
+    kinds = {
+        dict(labels)["kind"]: value
+        for (name, labels), value in samples.items()
+        if name == "monitoring_alerts"
+    }
+    assert "total" not in kinds
+    assert kinds == {kind: float(count) for kind, count in first_run["alerts"].items()}
+
+
+@pytest.mark.slow
+def test_metrics_expose_the_verdict_and_the_drift_per_feature(
+    client: FlaskClient, first_run: dict[str, Any]
+) -> None:
+    samples = _samples(client.get("/metrics").get_data(as_text=True))
+
+    verdict = {
+        dict(labels)["verdict"]: value
+        for (name, labels), value in samples.items()
+        if name == "monitoring_verdict"
+    }
+    assert verdict == {
+        name: float(name == first_run["verdict"]["verdict"]) for name in first_run["verdicts"]
+    }
+    chunks = {
+        dict(labels)["verdict"]: value
+        for (name, labels), value in samples.items()
+        if name == "monitoring_verdict_chunks"
+    }
+    assert chunks == {name: float(count) for name, count in first_run["verdicts"].items()}
+    assert sum(chunks.values()) == ANALYSIS_DAYS
+    feature = first_run["drift"]["univariate"][DRIFTING_FEATURE]
+    labels = (
+        ("feature", DRIFTING_FEATURE),
+        ("method", feature["method"]),
+        ("model_version", VERSION),
+    )
+    assert math.isclose(samples[("monitoring_drift", labels)], feature["chunks"][-1]["value"])
+    assert math.isclose(samples[("monitoring_drift_threshold", labels)], feature["upper_threshold"])
+    assert samples[("monitoring_drift_alert", labels)] == 1
+    drift_features = {
+        dict(labels)["feature"]
+        for (name, labels), _ in samples.items()
+        if name == "monitoring_drift"
+    }
+    assert drift_features == {*first_run["drift"]["univariate"], "all features"}
 
 
 def test_metrics_of_an_app_count_its_own_runs_only(monitored_settings: Settings) -> None:
