@@ -409,20 +409,11 @@ _INSERT_MODEL = (
     "VALUES (%s, 'time', '2024-01-01', '2024-01-31', '2024-02-01', '2024-02-29', '{}', '{}', "
     "%s, '/bench', 1)"
 )
-_INSERT_PREDICTION = (
-    "INSERT INTO model_predictions (model_version, subscriber, as_of_date, period, "
-    "probability_0, probability_1, prediction, label, features) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
-)
 PIPELINE_VERSION = "bench-pipeline"
 
 
 def _prediction_rows(frame: pd.DataFrame, period: str) -> list[tuple[Any, ...]]:
-    features = frame[[*CONTINUOUS, *CATEGORICAL]].astype(object)
-    documents = [
-        json.dumps({k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in r.items()})
-        for r in features.to_dict(orient="records")
-    ]
+    features = frame[[*CONTINUOUS, *CATEGORICAL]].astype(object).itertuples(index=False)
     return [
         (
             PIPELINE_VERSION,
@@ -433,15 +424,15 @@ def _prediction_rows(frame: pd.DataFrame, period: str) -> list[tuple[Any, ...]]:
             score,
             int(predicted),
             None if period == "analysis" else int(churned),
-            document,
+            *values,
         )
-        for prediction_id, scored_at, score, predicted, churned, document in zip(
+        for prediction_id, scored_at, score, predicted, churned, values in zip(
             frame["prediction_id"],
             frame["scored_at"],
             frame["churn_score"].astype(float),
             frame["churn_predicted"],
             frame["churned"],
-            documents,
+            features,
             strict=True,
         )
     ]
@@ -452,6 +443,7 @@ def pipeline(analysis_rows: int, days: int, repeats: int, output: Path) -> dict[
     from config.settings import load_settings
     from db.connection import connection, drop_database, transaction
     from db.migrate import init_database
+    from db.models import insert_predictions
     from db.monitoring import max_prediction_id
     from monitoring.pipeline.runner import (
         STAGES,
@@ -481,12 +473,12 @@ def pipeline(analysis_rows: int, days: int, repeats: int, output: Path) -> dict[
     init_database(settings)
     try:
         print("writing the predictions to the scratch database ...", file=sys.stderr, flush=True)
-        with connection(settings) as conn, transaction(conn) as cursor:
-            cursor.execute(_INSERT_MODEL, (PIPELINE_VERSION, json.dumps(features)))
+        with connection(settings) as conn:
+            with transaction(conn) as cursor:
+                cursor.execute(_INSERT_MODEL, (PIPELINE_VERSION, json.dumps(features)))
             for period, frame in (("reference", reference), ("analysis", analysis)):
                 rows = _prediction_rows(frame, period)
-                for first in range(0, len(rows), 5000):
-                    cursor.executemany(_INSERT_PREDICTION, rows[first : first + 5000])
+                insert_predictions(conn, CONTINUOUS, CATEGORICAL, rows)
         spec = RunSpec.from_settings(settings)
         # `monitor` imports NannyML on its first call; the child's "import" row times that.
         importlib.import_module("monitoring.compute.core")

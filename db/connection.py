@@ -119,8 +119,11 @@ def close_quietly(conn: Connection) -> None:
 
 
 @contextmanager
-def transaction(conn: Connection) -> Iterator[Cursor]:
+def transaction(conn: Connection, *, prepared: bool = False) -> Iterator[Cursor]:
     """A cursor whose statements commit together on success and roll back on any error.
+
+    ``prepared``: statements run server-side prepared, so rows come in the binary protocol
+    (numbers as their bytes, not as text to format and parse: faster for wide numeric reads).
 
     This is where the driver's errors become ours: one the block (or the commit) raises leaves
     as a :class:`~db.errors.DatabaseError` (see :mod:`db.errors`), the driver's exception kept
@@ -132,7 +135,7 @@ def transaction(conn: Connection) -> Iterator[Cursor]:
         QueryError: a statement failed (and the other classes of :mod:`db.errors`).
     """
     try:
-        cursor: Cursor = conn.cursor()
+        cursor: Cursor = conn.cursor(prepared=True) if prepared else conn.cursor()
     except DRIVER_ERRORS as exc:
         raise translate(exc) from exc
     try:

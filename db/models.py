@@ -3,11 +3,19 @@
 A model version and its reference rows are stored in one transaction, so monitoring never
 sees a current model without its reference. Scored rows are keyed by (model version,
 as-of date, subscriber): writing a range again replaces it.
+
+A row keeps the model's inputs, for drift detection, in typed slot columns: the i-th
+continuous feature the version's registry row declares in `f01`..`f48` (DOUBLE), the j-th
+categorical one in `c1`..`c4` (VARCHAR). Slots are positional rather than named so any
+declared feature set fits one fixed table; :func:`feature_columns` is the one mapping, used
+by every writer and by the monitoring read.
 """
 
 from __future__ import annotations
 
 import json
+import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -16,7 +24,13 @@ from db.connection import Connection, transaction
 from db.staging import STAGING_MARK
 
 PREDICTIONS_TABLE = "model_predictions"
-# The columns a job writes; `id` and `scored_at` are filled by the database.
+CONTINUOUS_SLOTS = 48
+CATEGORICAL_SLOTS = 4
+CATEGORY_MAX_CHARS = 64
+CONTINUOUS_SLOT_COLUMNS: tuple[str, ...] = tuple(f"f{i:02d}" for i in range(1, 49))
+CATEGORICAL_SLOT_COLUMNS: tuple[str, ...] = tuple(f"c{i}" for i in range(1, 5))
+# The columns a job writes; `id` and `scored_at` are filled by the database. The slots a
+# model's features do not use hold NULL.
 PREDICTION_COLUMNS: tuple[str, ...] = (
     "model_version",
     "subscriber",
@@ -26,7 +40,8 @@ PREDICTION_COLUMNS: tuple[str, ...] = (
     "probability_1",
     "prediction",
     "label",
-    "features",
+    *CONTINUOUS_SLOT_COLUMNS,
+    *CATEGORICAL_SLOT_COLUMNS,
 )
 REFERENCE = "reference"
 ANALYSIS = "analysis"
@@ -102,6 +117,28 @@ class ModelRecord:
         )
 
 
+def feature_columns(continuous: Sequence[str], categorical: Sequence[str]) -> dict[str, str]:
+    """Each feature's slot column in `model_predictions`, by its position in its type's list.
+
+    Pass the features in the order the version's registry row declares them.
+
+    Raises:
+        ValueError: more features of a type than slots, or a name given twice.
+    """
+    if len(continuous) > CONTINUOUS_SLOTS or len(categorical) > CATEGORICAL_SLOTS:
+        raise ValueError(
+            f"{len(continuous)} continuous and {len(categorical)} categorical features: "
+            f"model_predictions stores at most {CONTINUOUS_SLOTS} and {CATEGORICAL_SLOTS}"
+        )
+    names = [*continuous, *categorical]
+    if len(set(names)) != len(names):
+        raise ValueError(f"a feature is named twice in {names}")
+    return {
+        **dict(zip(continuous, CONTINUOUS_SLOT_COLUMNS, strict=False)),
+        **dict(zip(categorical, CATEGORICAL_SLOT_COLUMNS, strict=False)),
+    }
+
+
 def _check_staging(staging: str) -> str:
     if STAGING_MARK not in staging:
         raise ValueError(f"{staging!r} is not a staging table")
@@ -111,6 +148,8 @@ def _check_staging(staging: str) -> str:
 def _move_in(staging: str) -> str:
     # Staging names come from db.staging (constants + a random suffix), never from input.
     source = _check_staging(staging)
+    # No ORDER BY: sorting ~1M wide rows here cost more server CPU than it saved (measured,
+    # see the README); the score job writes the staging table in key order instead.
     return f"INSERT INTO model_predictions ({_QUOTED}) SELECT {_QUOTED} FROM `{source}`"  # noqa: S608
 
 
@@ -157,6 +196,38 @@ def replace_scored_range(
         cursor.execute(_COUNT_SCORED, (version, start, end))
         (stored,) = cursor.fetchone()
     return int(stored)
+
+
+def insert_predictions(
+    conn: Connection,
+    continuous: Sequence[str],
+    categorical: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    chunk_rows: int = 5_000,
+) -> int:
+    """Insert prediction rows directly, for writers other than Spark (tests, benchmarks).
+
+    Each row holds `PREDICTION_COLUMNS` up to ``label``, then the values of ``continuous``
+    and ``categorical``, in that order (None or NaN for a missing value, stored as NULL).
+    Returns the rows inserted.
+    """
+    slots = feature_columns(continuous, categorical)
+    base = PREDICTION_COLUMNS[: PREDICTION_COLUMNS.index("label") + 1]
+    names = [*base, *(slots[name] for name in (*continuous, *categorical))]
+    sql = (
+        f"INSERT INTO model_predictions ({', '.join(f'`{n}`' for n in names)}) "  # noqa: S608
+        f"VALUES ({', '.join(['%s'] * len(names))})"
+    )
+    with transaction(conn) as cursor:
+        for first in range(0, len(rows), chunk_rows):
+            chunk = rows[first : first + chunk_rows]
+            cursor.executemany(sql, [tuple(map(_no_nan, row)) for row in chunk])
+    return len(rows)
+
+
+def _no_nan(value: Any) -> Any:
+    # MariaDB has no NaN: a missing value is NULL, read back as NaN.
+    return None if isinstance(value, float) and math.isnan(value) else value
 
 
 def current_model(conn: Connection) -> ModelRecord | None:

@@ -24,6 +24,7 @@ from db.models import (
     PREDICTIONS_TABLE,
     ModelRecord,
     current_model,
+    feature_columns,
     replace_scored_range,
 )
 from db.processed import count_processed, processed_bounds
@@ -41,8 +42,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 _PROBABILITY = "_probability_1"
-# Feature values stored with each prediction are rounded: drift detection needs no more.
-_STORED_DIGITS = 6
 
 
 def calibrated(raw: Column, platt: PlattScaling) -> Column:
@@ -64,16 +63,22 @@ def prediction_rows(
 ) -> DataFrame:
     """Rows in `model_predictions`' column order from the output of :func:`predict`.
 
+    Each feature goes, typed and unrounded, to its slot column (`db.models.feature_columns`);
+    the slots its features do not use are NULL. A NaN feature is stored as NULL (MariaDB
+    has no NaN), which monitoring reads back as NaN.
+
     ``keep_label``: reference rows carry their known label; analysis rows leave it NULL
     until it arrives.
     """
     p1 = F.col(_PROBABILITY)
-    features = F.to_json(
-        F.struct(
-            *(F.round(name, _STORED_DIGITS).alias(name) for name in card.continuous_features),
-            *(F.col(name) for name in card.categorical_features),
-        )
-    )
+    slots = feature_columns(card.continuous_features, card.categorical_features)
+    features = {
+        **{
+            slots[name]: F.nanvl(F.col(name).cast("double"), F.lit(None).cast("double"))
+            for name in card.continuous_features
+        },
+        **{slots[name]: F.col(name).cast("string") for name in card.categorical_features},
+    }
     label = F.col(LABEL_COLUMN) if keep_label else F.lit(None)
     columns = {
         "model_version": F.lit(card.version),
@@ -84,9 +89,29 @@ def prediction_rows(
         "probability_1": p1,
         "prediction": (p1 >= F.lit(card.threshold)).cast("int"),
         "label": label.cast("int"),
-        "features": features,
+        **features,
     }
-    return predicted.select(*(columns[name].alias(name) for name in PREDICTION_COLUMNS))
+    unused = F.lit(None)
+    return predicted.select(
+        *(
+            columns.get(name, unused.cast("string" if name.startswith("c") else "double")).alias(
+                name
+            )
+            for name in PREDICTION_COLUMNS
+        )
+    )
+
+
+def in_key_order(rows: DataFrame, writers: int) -> DataFrame:
+    """``rows`` split into ``writers`` date ranges, each sorted by (date, subscriber).
+
+    Each JDBC writer then appends one stretch of `model_predictions`' primary key in order,
+    so the move-in fills the clustered index sequentially instead of splitting pages: a
+    shuffle Spark does cheaply, where sorting in the server was not cheap.
+    """
+    return rows.repartitionByRange(writers, "as_of_date", "subscriber").sortWithinPartitions(
+        "as_of_date", "subscriber"
+    )
 
 
 @dataclass(frozen=True)
@@ -184,7 +209,7 @@ def score_rows(
 def store_scores(settings: Settings, rows: DataFrame, version: str, start: date, end: date) -> int:
     """Replace ``version``'s analysis rows of [start, end] with ``rows``; the rows stored."""
     return write_staged(
-        rows,
+        in_key_order(rows, settings.jdbc_write_partitions),
         settings,
         PREDICTIONS_TABLE,
         partial(replace_scored_range, version=version, start=start, end=end),

@@ -1,23 +1,32 @@
-"""The model registry and scored rows: one current model, replace-not-duplicate writes."""
+"""The model registry and scored rows: one current model, replace-not-duplicate writes,
+features in typed slot columns, and the migration of JSON features to them."""
 
 from __future__ import annotations
 
+import json
+import os
 from datetime import date
 from typing import Any
 
 import pytest
 
 from config.settings import Settings
-from db.connection import connection, transaction
+from db.connection import connection, drop_database, ensure_database, transaction
+from db.migrate import apply_migrations, discover
 from db.models import (
+    CATEGORICAL_SLOTS,
+    CONTINUOUS_SLOTS,
     PREDICTION_COLUMNS,
     ModelRecord,
     count_predictions,
     current_model,
+    feature_columns,
     get_model,
+    insert_predictions,
     register_model,
     replace_scored_range,
 )
+from db.monitoring import load_reference
 from db.staging import create_staging, drop_staging
 from tests.table_digest import TableSnapshot, table_snapshot
 
@@ -43,9 +52,11 @@ def _staged(settings: Settings, version: str, period: str, days: list[date]) -> 
         staging = create_staging(conn, "model_predictions", PREDICTION_COLUMNS)
         with transaction(conn) as cursor:
             cursor.executemany(
-                f"INSERT INTO `{staging}` VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
+                f"INSERT INTO `{staging}` (model_version, subscriber, as_of_date, period, "
+                "probability_0, probability_1, prediction, label, f01) "
+                "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)",
                 [
-                    (version, f"s{s}", day, period, 0.7, 0.3, 0, None, '{"x": 1}')
+                    (version, f"s{s}", day, period, 0.7, 0.3, 0, None, 1.0)
                     for day in days
                     for s in range(3)
                 ],
@@ -140,3 +151,80 @@ def test_scored_ranges_are_replaced_not_duplicated(db_settings: Settings) -> Non
 def test_staging_tables_only(db_settings: Settings) -> None:
     with connection(db_settings) as conn, pytest.raises(ValueError, match="not a staging"):
         register_model(conn, "model_predictions", _record("v9"))
+
+
+def test_features_take_slots_in_declared_order() -> None:
+    assert feature_columns(["b", "a"], ["k"]) == {"b": "f01", "a": "f02", "k": "c1"}
+    assert set(feature_columns([f"x{i}" for i in range(CONTINUOUS_SLOTS)], [])) == {
+        f"x{i}" for i in range(CONTINUOUS_SLOTS)
+    }
+    with pytest.raises(ValueError, match="at most"):
+        feature_columns([f"x{i}" for i in range(CONTINUOUS_SLOTS + 1)], [])
+    with pytest.raises(ValueError, match="at most"):
+        feature_columns([], [f"k{i}" for i in range(CATEGORICAL_SLOTS + 1)])
+    with pytest.raises(ValueError, match="named twice"):
+        feature_columns(["a"], ["a"])
+
+
+def test_inserted_features_read_back_typed_with_nulls(db_settings: Settings) -> None:
+    _register(db_settings, "v1", [])
+    tiny, huge = 5e-324, 1.7976931348623157e308
+    rows = [
+        ("v1", "a", date(2024, 3, 1), "reference", 0.5, 0.5, 1, 1, 0.1, tiny, "voice"),
+        ("v1", "b", date(2024, 3, 1), "reference", 0.5, 0.5, 1, 0, float("nan"), huge, None),
+        ("v1", "c", date(2024, 3, 2), "reference", 0.5, 0.5, 0, 0, None, -0.0, "données"),
+    ]
+    with connection(db_settings) as conn:
+        assert insert_predictions(conn, ["x", "y"], ["k"], rows) == 3
+        frame = load_reference(conn, "v1", ["x", "y"], ["k"])
+    assert frame["subscriber"].tolist() == ["a", "b", "c"]
+    assert frame["x"].iloc[0] == 0.1 and frame["x"].iloc[1:].isna().all()
+    assert frame["y"].tolist() == [tiny, huge, 0.0]
+    assert frame["k"].tolist() == ["voice", None, "données"]
+    assert str(frame["x"].dtype) == "float64" and frame["k"].dtype == object
+
+
+def test_migration_moves_json_features_to_slots_and_drops_the_json(
+    base_settings: Settings,
+) -> None:
+    settings = base_settings.model_copy(update={"db_name": f"cdrtest_{os.getpid()}_json"})
+    ensure_database(settings)
+    try:
+        with connection(settings) as conn:
+            before = [m for m in discover() if m.name != "typed_features"]
+            apply_migrations(conn, [m for m in before if m.version < 11])
+            declared = [
+                {"name": "calls", "type": "continuous"},
+                {"name": "profile", "type": "categorical"},
+                {"name": "minutes", "type": "continuous"},
+            ]
+            with transaction(conn) as cursor:
+                cursor.execute(
+                    "INSERT INTO model_registry (version, split_kind, train_start, train_end, "
+                    "test_start, test_end, params, metrics, features, path, is_current) "
+                    "VALUES ('m1', 'time', '2024-01-01', '2024-01-31', '2024-02-01', "
+                    "'2024-02-29', '{}', '{}', %s, '/m', 1)",
+                    (json.dumps(declared),),
+                )
+                cursor.executemany(
+                    "INSERT INTO model_predictions (model_version, subscriber, as_of_date, "
+                    "period, probability_0, probability_1, prediction, label, features) "
+                    "VALUES ('m1', %s, '2024-02-01', 'reference', 0.5, 0.5, 0, 0, %s)",
+                    [
+                        ("a", '{"calls": 2, "minutes": 0.123456, "profile": "data"}'),
+                        ("b", '{"calls": null, "profile": "voice"}'),
+                        ("c", '{"minutes": -1e-7, "extra": 3}'),
+                    ],
+                )
+            applied = apply_migrations(conn)
+            assert "0011_typed_features" in applied
+            frame = load_reference(conn, "m1", ["calls", "minutes"], ["profile"])
+            with transaction(conn) as cursor:
+                cursor.execute("SHOW COLUMNS FROM model_predictions LIKE 'features'")
+                assert cursor.fetchall() == []
+    finally:
+        drop_database(settings)
+    assert frame["calls"].iloc[0] == 2.0 and frame["calls"].iloc[1:].isna().all()
+    assert frame["minutes"].iloc[0] == 0.123456 and frame["minutes"].iloc[2] == -1e-7
+    assert frame["minutes"].iloc[1:2].isna().all()
+    assert frame["profile"].tolist() == ["data", "voice", None]

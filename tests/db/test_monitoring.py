@@ -3,7 +3,6 @@ run's figures, the watermark and the run lock, on small hand-checkable rows."""
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterator
 from dataclasses import replace
@@ -17,13 +16,13 @@ import pytest
 from config.settings import Settings
 from db.connection import Connection, connection, transaction
 from db.errors import DatabaseError
+from db.models import insert_predictions
 from db.monitoring import (
     LABEL,
     PREDICTION_FRAME_COLUMNS,
     RunRecord,
     acquire_run_lock,
     advance_watermark,
-    expand_features,
     get_watermark,
     label_cutoff,
     latest_run,
@@ -51,6 +50,7 @@ DAY = date(2024, 3, 1)
 NOW = datetime(2024, 4, 1, 12, 0, 0)
 CONTINUOUS = ["calls", "minutes"]
 CATEGORICAL = ["profile"]
+FEATURES = [*CONTINUOUS, *CATEGORICAL]
 
 
 @pytest.fixture
@@ -75,14 +75,18 @@ def _model(conn: Connection, version: str = VERSION) -> None:
     )
 
 
-def _predictions(conn: Connection, period: str, rows: list[tuple[str, date, Any, str]]) -> None:
-    """(subscriber, date, label, features JSON) rows of `VERSION` in ``period``."""
-    _execute(
+def _predictions(
+    conn: Connection, period: str, rows: list[tuple[str, date, Any, dict[str, Any]]]
+) -> None:
+    """(subscriber, date, label, features) rows of `VERSION` in ``period``."""
+    insert_predictions(
         conn,
-        "INSERT INTO model_predictions (model_version, subscriber, as_of_date, period, "
-        "probability_0, probability_1, prediction, label, features) "
-        "VALUES (%s, %s, %s, %s, 0.75, 0.25, 0, %s, %s)",
-        [(VERSION, s, d, period, label, features) for s, d, label, features in rows],
+        CONTINUOUS,
+        CATEGORICAL,
+        [
+            (VERSION, s, d, period, 0.75, 0.25, 0, label, *(f.get(n) for n in FEATURES))
+            for s, d, label, f in rows
+        ],
     )
 
 
@@ -97,8 +101,8 @@ def _processed(conn: Connection, rows: list[tuple[date, str, int | None]]) -> No
     )
 
 
-def _features(calls: float, minutes: float, profile: str) -> str:
-    return json.dumps({"calls": calls, "minutes": minutes, "profile": profile})
+def _features(calls: float, minutes: float, profile: str) -> dict[str, Any]:
+    return {"calls": calls, "minutes": minutes, "profile": profile}
 
 
 def _count(conn: Connection, table: str) -> int:
@@ -118,7 +122,7 @@ def test_reference_frame_has_labels_typed_columns_and_features(conn: Connection)
         [
             ("b", DAY, 1, _features(2, 3.5, "data")),
             ("a", DAY, 0, _features(1, 0.5, "voice")),
-            ("a", DAY - timedelta(days=1), 0, json.dumps({"calls": 4, "profile": "voice"})),
+            ("a", DAY - timedelta(days=1), 0, {"calls": 4, "profile": "voice"}),
         ],
     )
 
@@ -134,7 +138,7 @@ def test_reference_frame_has_labels_typed_columns_and_features(conn: Connection)
     assert frame["as_of_date"].dtype == "datetime64[ns]"
     assert list(frame[LABEL]) == [0.0, 0.0, 1.0]
     assert list(frame["calls"]) == [4.0, 1.0, 2.0]
-    assert math.isnan(frame["minutes"][0])  # a feature missing from the JSON is NaN
+    assert math.isnan(frame["minutes"][0])  # a missing feature is NaN
     assert list(frame["profile"]) == ["voice", "voice", "data"]
     assert frame["calls"].dtype == np.float64
     assert frame["probability_1"].tolist() == [0.25] * 3
@@ -190,31 +194,6 @@ def test_frames_of_a_version_without_rows_are_empty_but_typed(conn: Connection) 
 
     assert frame.empty
     assert list(frame.columns) == [*PREDICTION_FRAME_COLUMNS, *CONTINUOUS, *CATEGORICAL]
-
-
-def test_expand_features_falls_back_to_per_row_parsing_for_odd_documents() -> None:
-    documents = [
-        '{"calls": 1, "minutes": 2.5, "profile": 3}',  # a numeric category
-        '{\n  "calls": 2,\n  "profile": "voice"\n}',  # pretty-printed
-        '{"calls": null, "minutes": 1, "extra": true}',
-    ]
-
-    frame = expand_features(documents, CONTINUOUS, CATEGORICAL)
-
-    assert list(frame.columns) == [*CONTINUOUS, *CATEGORICAL]
-    assert frame["calls"].tolist()[:2] == [1.0, 2.0]
-    assert math.isnan(frame["calls"][2])
-    assert frame["profile"].tolist()[:2] == [3, "voice"]
-    assert frame["calls"].dtype == np.float64
-
-
-def test_expand_features_keeps_values_that_are_not_numbers_for_the_core_to_report() -> None:
-    frame = expand_features(['{"calls": "many"}', '{"calls": 1}'], ["calls"], [])
-
-    assert frame["calls"].tolist() == ["many", 1]
-
-
-# --- storing runs ----------------------------------------------------------------------------
 
 
 def _result(starts: list[datetime], estimate: float, feature: str = "calls") -> MonitoringResult:
@@ -438,12 +417,12 @@ def test_a_failing_store_leaves_nothing_behind(conn: Connection) -> None:
 def test_max_prediction_id_grows_with_every_write(conn: Connection) -> None:
     assert max_prediction_id(conn) == 0
     _model(conn)
-    _predictions(conn, "analysis", [("a", DAY, None, "{}")])
+    _predictions(conn, "analysis", [("a", DAY, None, {})])
     first = max_prediction_id(conn)
 
     with transaction(conn) as cursor:
         cursor.execute("DELETE FROM model_predictions")
-    _predictions(conn, "analysis", [("a", DAY, None, "{}")])
+    _predictions(conn, "analysis", [("a", DAY, None, {})])
 
     assert first > 0
     assert max_prediction_id(conn) > first

@@ -13,7 +13,13 @@ from pyspark.sql import functions as F
 
 from config.settings import PipelineDates, Settings
 from db.connection import connection, transaction
-from db.models import ANALYSIS, REFERENCE, count_predictions, current_model
+from db.models import (
+    ANALYSIS,
+    PREDICTION_COLUMNS,
+    REFERENCE,
+    count_predictions,
+    current_model,
+)
 from ingest.generator import GeneratorConfig, generate_cdr
 from ingest.seeding import seed_from_generator, seed_from_source
 from spark_jobs.__main__ import main as spark_main
@@ -90,8 +96,7 @@ def _predictions(settings: Settings) -> list[tuple[Any, ...]]:
     """Every stored prediction, value for value (the id and write time aside)."""
     return _rows(
         settings,
-        "SELECT model_version, subscriber, as_of_date, period, probability_0, probability_1, "
-        "prediction, label, features FROM model_predictions "
+        f"SELECT {', '.join(PREDICTION_COLUMNS)} FROM model_predictions "
         "ORDER BY model_version, as_of_date, subscriber",
     )
 

@@ -26,6 +26,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from config.settings import Settings
 from db.connection import connection, transaction
+from db.models import insert_predictions as insert_prediction_rows
 from db.monitoring import stored_drift, stored_results
 from monitoring.report.figures import PERFORMANCE_TITLE
 from monitoring.web.app import create_app
@@ -66,11 +67,6 @@ _INSERT_MODEL = (
     "INSERT INTO model_registry (version, split_kind, train_start, train_end, test_start, "
     "test_end, params, metrics, features, path, is_current) "
     "VALUES (%s, 'time', %s, %s, %s, %s, '{}', '{}', %s, %s, %s)"
-)
-_INSERT_PREDICTION = (
-    "INSERT INTO model_predictions (model_version, subscriber, as_of_date, period, "
-    "probability_0, probability_1, prediction, label, features) "
-    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
 )
 _INSERT_PROCESSED = (
     "INSERT INTO Processed_Data (`Date`, `User`, M_Out_Call_Count, M_Out_Call_Time, "
@@ -173,7 +169,7 @@ def insert_predictions(
             float(score),
             int(score >= 0.3),
             int(label) if period == "reference" else None,
-            json.dumps(features),
+            *(features.get(name) for name in (*CONTINUOUS, *CATEGORICAL)),
         )
         for subscriber, day, score, label, features in zip(
             predictions.subscribers,
@@ -184,9 +180,8 @@ def insert_predictions(
             strict=True,
         )
     ]
-    with connection(settings) as conn, transaction(conn) as cursor:
-        for first in range(0, len(rows), _CHUNK_ROWS):
-            cursor.executemany(_INSERT_PREDICTION, rows[first : first + _CHUNK_ROWS])
+    with connection(settings) as conn:
+        insert_prediction_rows(conn, CONTINUOUS, CATEGORICAL, rows, _CHUNK_ROWS)
 
 
 def insert_labels(settings: Settings, predictions: Predictions, last_date: date) -> None:
