@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -129,6 +130,10 @@ def build_spark_session(settings: Settings, app_name: str) -> SparkSession:
         # Everything runs on this machine: binding to loopback also spares the warning that
         # the hostname resolves to a loopback address.
         os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+    # Python workers (the CDR stream source, UDFs) must run this interpreter: the system
+    # python3 Spark would start lacks pyarrow and this project. A cluster whose hosts keep
+    # the virtualenv elsewhere sets PYSPARK_PYTHON itself.
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     builder = SparkSession.builder
     for key, value in config.items():
         builder = builder.config(key, value)

@@ -25,9 +25,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import signal
-import sys
 import threading
 import time
 from dataclasses import dataclass, field
@@ -575,8 +573,6 @@ def _stream(args: argparse.Namespace) -> int:
     with connection(settings) as conn:
         if current_model(conn) is None:
             return fail("no model trained yet: run `python -m spark_jobs model` first", EXIT_FAILED)
-    # The source's reader runs in Python workers, which must import this project.
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
     stop = threading.Event()
     try:
         spark = build_spark_session(settings, "cdr-stream")
