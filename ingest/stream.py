@@ -41,7 +41,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 from config.settings import Settings
 from db.cdr import frame_to_rows
-from db.connection import Connection, connect
+from db.connection import Connection, close_quietly, connect
 from db.errors import DatabaseError, QueryError, is_transient
 from db.history import latest_simulated_date
 from db.ingest_log import (
@@ -297,12 +297,12 @@ class StreamRunner:
                 )
             except LeaseLost:
                 raise
-            except Exception as exc:
+            except DatabaseError as exc:
                 # The next batch retries through the outage; a lease that lapsed meanwhile
                 # shows up there as LeaseLost.
                 log.warning("stream %s: could not renew its lease: %s", self.spec.stream_id, exc)
                 if conn is not None:
-                    _close_quietly(conn)
+                    close_quietly(conn)
                     conn = None
 
     def _write(self, conn: Connection, batch_index: int, frame: pd.DataFrame) -> bool:
@@ -349,7 +349,7 @@ class StreamRunner:
                 seconds = time.perf_counter() - started
             except LeaseLost:
                 raise
-            except Exception as exc:
+            except DatabaseError as exc:
                 failed_before = True
                 transient = is_transient(exc)
                 self._metrics.errors.labels("outage" if transient else "error").inc()
@@ -359,7 +359,7 @@ class StreamRunner:
                     if transient and self.progress.state == "running":
                         self.progress.state = "retrying"
                 if conn is not None:
-                    _close_quietly(conn)
+                    close_quietly(conn)
                     conn = None
                 if not transient or time.monotonic() + backoff > deadline:
                     log.error(
@@ -413,9 +413,9 @@ class StreamRunner:
                 conn = conn or self._connect()
                 self.record_end(conn)
                 break
-            except Exception as exc:
+            except DatabaseError as exc:
                 if conn is not None:
-                    _close_quietly(conn)
+                    close_quietly(conn)
                     conn = None
                 if not is_transient(exc) or time.monotonic() + backoff > deadline:
                     log.warning("stream %s: could not record its end: %s", self.spec.stream_id, exc)
@@ -423,7 +423,7 @@ class StreamRunner:
                 time.sleep(backoff)
                 backoff = min(backoff * 2, self._settings.stream_retry_max_backoff)
         if conn is not None:
-            _close_quietly(conn)
+            close_quietly(conn)
 
     @property
     def end_recorded(self) -> bool:
@@ -525,7 +525,7 @@ class StreamManager:
                     previous.record_end(conn)
                 runner = self._prepare(conn, spec)
             finally:
-                _close_quietly(conn)
+                close_quietly(conn)
             with self._lock:
                 self._runner = runner
                 runner.start()
@@ -647,13 +647,6 @@ def _private_folder() -> Path:
     parent = shm if shm.is_dir() and os.access(shm, os.W_OK) else None
     # mkdtemp makes it readable by its owner only; its name has no quote for LOAD DATA to trip on.
     return Path(tempfile.mkdtemp(prefix="cdringest_", dir=parent))
-
-
-def _close_quietly(conn: Connection) -> None:
-    try:
-        conn.close()
-    except Exception:  # a dead connection may fail to close; nothing is left to release
-        log.debug("closing a broken connection failed", exc_info=True)
 
 
 def describe_error(exc: BaseException) -> StreamErrorInfo:

@@ -67,7 +67,7 @@ from db.cdr_stream import (
     open_writers,
     read_committed,
 )
-from db.connection import Connection, connect, connection
+from db.connection import Connection, close_quietly, connect, connection
 from db.errors import DatabaseError
 from spark_jobs.errors import SparkJobError
 from spark_jobs.schemas import RAW_CDR_SCHEMA
@@ -510,10 +510,7 @@ class CdrStreamReader(DataSourceStreamReader, SupportsTriggerAvailableNow):
 
     def _close(self) -> None:
         if self._conn is not None:
-            try:
-                self._conn.close()
-            except Exception:  # closing a broken connection may fail too
-                log.debug("closing the planning connection failed", exc_info=True)
+            close_quietly(self._conn)
             self._conn = None
 
 
