@@ -166,6 +166,7 @@ def poll_run(
     cutoff = label_cutoff(seen.last_processed, spec.label_delay_days)
     if _can_increment(state, seen, spec):
         assert state is not None and state.result is not None
+        clock = time.perf_counter()
         written = [
             day
             for day in days_written(conn, seen.watermark_id, seen.newest_id)
@@ -173,7 +174,8 @@ def poll_run(
         ]
         if not any(day.period == REFERENCE for day in written):
             new_days = {day.as_of_date for day in written if day.period == ANALYSIS}
-            return _incremental(conn, state, state.result, seen, consumer, new_days, cutoff)
+            found = time.perf_counter() - clock
+            return _incremental(conn, state, state.result, seen, consumer, new_days, cutoff, found)
     return _full(conn, state, seen, spec, consumer, cutoff)
 
 
@@ -198,10 +200,11 @@ def _incremental(
     consumer: str,
     new_days: set[date],
     cutoff: date | None,
+    found_seconds: float,
 ) -> tuple[PollRun | None, MonitorState | None]:
     started_at = utcnow()
     seconds: dict[str, float] = {}
-    clock = time.perf_counter()
+    clock = time.perf_counter() - found_seconds
     days = set(new_days)
     labelled = label_days_between(state.label_cutoff, cutoff)
     if labelled is not None:
