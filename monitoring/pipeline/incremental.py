@@ -35,11 +35,13 @@ from db.connection import Connection
 from db.errors import DatabaseError
 from db.models import ANALYSIS, REFERENCE
 from db.monitoring import (
+    SUCCEEDED,
     PollProbe,
     RunRecord,
     advance_watermark,
     days_written,
     label_cutoff,
+    latest_run,
     load_analysis_at,
     load_reference,
     record_failed_run,
@@ -164,7 +166,7 @@ def poll_run(
     """
     spec = RunSpec.from_settings(settings)
     cutoff = label_cutoff(seen.last_processed, spec.label_delay_days)
-    if _can_increment(state, seen, spec):
+    if _can_increment(state, seen, spec) and _stored_alike(conn, state):
         assert state is not None and state.result is not None
         clock = time.perf_counter()
         written = [
@@ -190,6 +192,18 @@ def _can_increment(state: MonitorState | None, seen: PollProbe, spec: RunSpec) -
         and state.watermark_id == seen.watermark_id
         and state.label_cutoff == seen.label_cutoff
     )
+
+
+def _stored_alike(conn: Connection, state: MonitorState | None) -> bool:
+    # A full run with other settings (`monitoring run --chunk-period W`) replaced the stored
+    # chunks with its own: only a full run puts ours back.
+    assert state is not None and state.result is not None
+    stored = latest_run(conn, state.version, SUCCEEDED)
+    return stored is None or stored.chunking == _chunking(state.result)
+
+
+def _chunking(result: MonitoringResult) -> str:
+    return ",".join(f"{key}={value}" for key, value in result.chunking.describe().items())
 
 
 def _incremental(

@@ -190,3 +190,23 @@ def test_label_days_between_covers_the_dates_the_cutoff_passed() -> None:
     )
     assert label_days_between(None, day) == (date.min, day)
     assert label_days_between(day, None) == (date.min, day)
+
+
+@pytest.mark.slow
+def test_after_a_full_run_with_other_chunks_the_poller_recomputes_every_chunk(
+    settings: Settings,
+) -> None:
+    populate(settings)
+    state = PollerState()
+    assert poll_once(settings, state=state) is True
+    weekly = settings.model_copy(update={"monitoring_chunk_period": "W"})
+    run_for_model(weekly, VERSION, trigger="cli")  # stores weekly chunks in place of ours
+    insert_predictions(
+        settings, VERSION, "analysis", make_predictions(np.random.default_rng(23), [NEW_DAY])
+    )
+
+    assert poll_once(settings, state=state) is True
+
+    assert state.last is not None and state.last.mode == "full"
+    assert _latest(settings).chunking == "period=D"
+    assert table_counts(settings)["monitoring_results"] == 3 * (ANALYSIS_DAYS + 1)
