@@ -1,8 +1,9 @@
 """Monitoring a model version from the database: read its predictions, monitor, store, report.
 
-`run_for_model` is the database mode shared by ``python -m monitoring run``, the service's
-``GET /run-monitoring`` and the poller. It is wiring only, under a server-side lock so that
-runs of one database never overlap, whichever process starts them:
+`run_for_model` is the database mode shared by ``python -m monitoring run`` and the service's
+``GET /run-monitoring``: a full recompute of every chunk (the poller recomputes only what
+changed, `monitoring.pipeline.incremental`, from the same steps). It is wiring only, under a
+server-side lock so that runs of one database never overlap, whichever process starts them:
 
 - `load_inputs` reads the version's declared features and its predictions (`MonitorInputs`);
 - `monitor` is pure: the inputs and a `RunSpec` in, a `MonitoringRun` out;
@@ -73,8 +74,9 @@ _FEATURE_TYPES = ("continuous", "categorical")
 
 # The fitted monitors of the latest versions, by `fit_key`: most of a run's cost (CBPE's
 # calibration and the bootstrap of the thresholds) depends on the reference only, so the
-# service and the poller fit a version once. An entry is taken out while a run uses it: a
-# NannyML calculator must not serve two threads at once.
+# service fits a version once (the poller keeps its own, `incremental.MonitorState`). An
+# entry is taken out while a run uses it: a NannyML calculator must not serve two threads at
+# once.
 _FITTED: OrderedDict[tuple[Any, ...], FittedMonitor] = OrderedDict()
 _FITTED_LOCK = threading.Lock()
 _FITTED_MAX = 4
