@@ -190,10 +190,10 @@ def model_location(value: str) -> str:
     scheme = match.group(1).lower()
     if scheme not in MODEL_DIR_SCHEMES:
         hint = " (Hadoop's S3 connector is s3a://)" if scheme in ("s3", "s3n") else ""
+        *others, last = (f"{name}://" for name in MODEL_DIR_SCHEMES)
         raise ValueError(
             f"the scheme {scheme}:// is not supported{hint}: use a path or a "
-            + ", ".join(f"{name}://" for name in MODEL_DIR_SCHEMES)
-            + " URI"
+            f"{', '.join(others)} or {last} URI"
         )
     rest = value[match.end() :]
     if not rest.strip("/"):
