@@ -18,7 +18,15 @@ from pydantic import BaseModel, ConfigDict
 
 from spark_jobs.calibration import PlattScaling
 from spark_jobs.errors import NoModelError
-from spark_jobs.storage import Location, is_dir, is_file, join, read_text, write_text
+from spark_jobs.storage import (
+    Location,
+    hadoop_uri,
+    is_dir,
+    is_file,
+    join,
+    read_text,
+    write_text,
+)
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
@@ -56,7 +64,7 @@ def save_model(
     Raises:
         StorageError: a file cannot be written at ``folder``.
     """
-    pipeline.write().overwrite().save(join(folder, PIPELINE_FOLDER))
+    pipeline.write().overwrite().save(hadoop_uri(join(folder, PIPELINE_FOLDER)))
     write_text(join(folder, CARD_FILE), card.model_dump_json(indent=2) + "\n")
     write_text(join(folder, METRICS_FILE), json.dumps(metrics, indent=2, sort_keys=True) + "\n")
 
@@ -77,4 +85,4 @@ def load_model(folder: Location) -> tuple[PipelineModel, ModelCard]:
             "`python -m spark_jobs model`, or set MODEL_DIR to where the models are"
         )
     card = ModelCard.model_validate_json(read_text(card_file))
-    return PipelineModel.load(join(folder, PIPELINE_FOLDER)), card
+    return PipelineModel.load(hadoop_uri(join(folder, PIPELINE_FOLDER))), card

@@ -51,6 +51,21 @@ def join(location: Location, *parts: str) -> str:
     return "/".join([base.rstrip("/"), *(part.strip("/") for part in parts)])
 
 
+def hadoop_uri(location: Location) -> str:
+    """``location`` as Spark's Hadoop file systems should read it: a URI as it is, a path
+    as a ``file://`` URI.
+
+    Spark resolves a bare path against the cluster's default file system (``hdfs://`` on
+    many clusters), while a bare path means a local folder here.
+    """
+    text = os.fspath(location)
+    if is_uri(text):
+        return text
+    # Not Path.as_uri(): it percent-encodes (a space becomes %20), and Hadoop's Path takes
+    # the escapes literally.
+    return "file://" + os.path.abspath(text)
+
+
 def write_text(location: Location, text: str) -> None:
     """Write ``text`` (UTF-8) to the file at ``location``, replacing it; create its folder.
 

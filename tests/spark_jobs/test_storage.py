@@ -38,6 +38,14 @@ def test_join_keeps_a_uri_a_uri() -> None:
     assert not storage.is_uri("C:\\models")
 
 
+def test_spark_reads_a_path_as_a_local_file_never_the_default_file_system(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert storage.hadoop_uri("models/v 1") == f"file://{tmp_path}/models/v 1"
+    assert storage.hadoop_uri("hdfs://namenode/models") == "hdfs://namenode/models"
+
+
 @pytest.mark.usefixtures("spark")
 @pytest.mark.parametrize("as_uri", [False, True], ids=["path", "file-uri"])
 def test_text_round_trip_creates_folders_and_replaces(tmp_path: Path, as_uri: bool) -> None:
@@ -75,10 +83,13 @@ def test_a_scheme_without_its_connector_says_which_jar_is_missing() -> None:
 def test_a_model_folder_saved_at_a_uri_loads_back(spark: Any, tmp_path: Path, as_uri: bool) -> None:
     frame = spark.createDataFrame([(1.0,), (2.0,)], "x double")
     fitted = Pipeline(stages=[VectorAssembler(inputCols=["x"], outputCol="v")]).fit(frame)
-    folder = storage.join(tmp_path.as_uri() if as_uri else str(tmp_path), "models", "churn-test")
+    # A space: written by Python (the card) and by Hadoop (the pipeline) at the same place.
+    base = tmp_path.as_uri() if as_uri else str(tmp_path)
+    folder = storage.join(base, "my models", "churn-test")
     save_model(folder, fitted, CARD, {"test": {"roc_auc": 0.75}})
 
-    on_disk = tmp_path / "models" / "churn-test"
+    on_disk = tmp_path / "my models" / "churn-test"
+    assert (on_disk / "pipeline" / "metadata").is_dir()
     assert json.loads((on_disk / METRICS_FILE).read_text()) == {"test": {"roc_auc": 0.75}}
     assert ModelCard.model_validate_json((on_disk / CARD_FILE).read_text()) == CARD
     pipeline, card = load_model(folder)
