@@ -500,6 +500,7 @@ def timed_model(
     from spark_jobs.artifacts import save_model
     from spark_jobs.io import read_processed
     from spark_jobs.session import shuffle_partitions_for
+    from spark_jobs.storage import join
 
     steps: list[tuple[str, float]] = []
 
@@ -547,7 +548,7 @@ def timed_model(
         finally:
             labelled.unpersist()
         trained = job.TrainedModel(version, params, windows, counts, forest, card, evaluation)
-        folder = settings.model_dir / version
+        folder = join(settings.model_dir, version)
         try:
             timed(
                 "save the pipeline",
@@ -584,7 +585,7 @@ def timed_score(
             record = current_model(conn)
             _, last, _ = processed_bounds(conn)
         model, first, last_day = job.plan_score(record, last, start, end)
-        pipeline, card = load_model(Path(model.path))
+        pipeline, card = load_model(model.path)
         reading = job.reading_start(card, first)
         with connection(settings) as conn:
             rows_read = count_processed(conn, reading, last_day)
