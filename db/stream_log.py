@@ -55,18 +55,19 @@ _PROCESSED_OF_USERS = (
 
 _PROCESSED_NAMES = ", ".join(f"`{c}`" for c in PROCESSED_COLUMNS)
 _PROCESSED_UPDATES = ", ".join(f"`{c}` = VALUES(`{c}`)" for c in PROCESSED_COLUMNS[2:])
+# Rows per multi-row statement: the driver's `executemany` sends REPLACE (and an upsert
+# whose update clause names VALUES()) one row per statement, a round trip each.
+_ROWS_PER_STATEMENT = 500
+_PROCESSED_ROW = f"({', '.join(['%s'] * len(PROCESSED_COLUMNS))})"
 _UPSERT_PROCESSED = (
-    f"INSERT INTO Processed_Data ({_PROCESSED_NAMES}) "  # noqa: S608 - constant columns
-    f"VALUES ({', '.join(['%s'] * len(PROCESSED_COLUMNS))}) "
+    f"INSERT INTO Processed_Data ({_PROCESSED_NAMES}) VALUES {{rows}} "  # noqa: S608
     f"ON DUPLICATE KEY UPDATE {_PROCESSED_UPDATES}"
 )
 # REPLACE deletes the stored row and inserts the new one: the row gets a new `id`, which the
 # monitoring poller reads as its watermark, so a re-scored day counts as new.
 _PREDICTION_NAMES = ", ".join(f"`{c}`" for c in PREDICTION_COLUMNS)
-_REPLACE_PREDICTIONS = (
-    f"REPLACE INTO model_predictions ({_PREDICTION_NAMES}) "  # noqa: S608 - constant columns
-    f"VALUES ({', '.join(['%s'] * len(PREDICTION_COLUMNS))})"
-)
+_PREDICTION_ROW = f"({', '.join(['%s'] * len(PREDICTION_COLUMNS))})"
+_REPLACE_PREDICTIONS = f"REPLACE INTO model_predictions ({_PREDICTION_NAMES}) VALUES {{rows}}"  # noqa: S608
 
 
 @dataclass(frozen=True)
@@ -206,8 +207,7 @@ def write_batch(
         IntegrityConflict: the batch was already written (nothing is written again).
     """
     with transaction(conn) as cursor:
-        if processed:
-            cursor.executemany(_UPSERT_PROCESSED, [tuple(row) for row in processed])
+        _execute_rows(cursor, _UPSERT_PROCESSED, _PROCESSED_ROW, processed)
         replace_predictions(cursor, predictions)
         # Last, so that its `committed_at` is the moment of the commit (the bench's clock).
         cursor.execute(
@@ -231,5 +231,14 @@ def write_batch(
 def replace_predictions(cursor: Cursor, predictions: Sequence[Sequence[Any]]) -> None:
     """Store ``predictions`` (`PREDICTION_COLUMNS` order) inside the caller's transaction,
     each replacing the row of its (model version, date, subscriber)."""
-    if predictions:
-        cursor.executemany(_REPLACE_PREDICTIONS, [tuple(row) for row in predictions])
+    _execute_rows(cursor, _REPLACE_PREDICTIONS, _PREDICTION_ROW, predictions)
+
+
+def _execute_rows(
+    cursor: Cursor, statement: str, placeholders: str, rows: Sequence[Sequence[Any]]
+) -> None:
+    """Run ``statement`` (its ``{rows}`` the VALUES list) over ``rows``, a few hundred rows
+    per statement, every value a bound parameter."""
+    for chunk in _chunks(rows, _ROWS_PER_STATEMENT):
+        values = ", ".join([placeholders] * len(chunk))
+        cursor.execute(statement.format(rows=values), [value for row in chunk for value in row])

@@ -320,6 +320,16 @@ def of_days(predictions: pa.Table, days: pa.Table) -> pa.Table:
     return kept.select(predictions.column_names)
 
 
+def warm_up(spark: SparkSession, model: LoadedModel) -> None:
+    """Score no rows with ``model``: Spark compiles the plan's code (cached for the batches'
+    plans of the same shape) and the JVM loads the classes the batches use."""
+    from spark_jobs.schemas import PROCESSED_SCHEMA
+
+    day = model.record.test_end + timedelta(days=1)
+    empty = spark.createDataFrame(processed_arrow_schema().empty_table(), PROCESSED_SCHEMA)
+    score_days(empty, day, model, day - timedelta(days=model.card.long_window_days - 1)).toArrow()
+
+
 def batch_keys(batch: pa.Table) -> list[tuple[str, date]]:
     """The distinct (``DP_MSISDN`` as stored, UTC day of ``DP_DATE``) of raw rows."""
     import pyarrow.compute as pc
@@ -518,15 +528,16 @@ def run_stream(
     from pyspark.errors import StreamingQueryException
 
     from db.connection import connection
-    from db.models import current_model
     from spark_jobs.cdr_source import read_cdr_stream
 
     started = time.perf_counter()
     stop = stop or threading.Event()
-    with connection(settings) as conn:
-        if current_model(conn) is None:
-            raise NoModelError("no model trained yet: run `python -m spark_jobs model` first")
     state = _QueryState(settings)
+    with connection(settings) as conn:
+        model = state.models.current(conn)
+    # The model's loading and the first compilation of the scoring plan take the first
+    # batch half a minute: done here, before the query starts, no batch waits for them.
+    warm_up(spark, model)
     writer = (
         read_cdr_stream(
             spark,
