@@ -3,14 +3,17 @@
 A Structured Streaming query reads new rows by `id` range (:mod:`spark_jobs.cdr_source`)
 and, for each micro-batch (``foreachBatch``):
 
-1. finds the subscriber-days the batch touches and re-aggregates each of them from ALL of
-   its raw rows (:func:`aggregate_days`: the analysis job's ``clean_cdr`` and
-   ``aggregate_daily``), so a day whose rows arrive over several batches, or late, is
-   always stored whole, never as the part one batch saw;
+1. collects the batch's rows once, reads the other raw rows of the subscriber-days it
+   touches (none when a day lands whole in one batch) and re-aggregates each day from ALL
+   of its raw rows (:func:`aggregate_raw`, on the driver in Arrow: the analysis job's
+   ``clean_cdr`` and ``aggregate_daily``, held to them by a test), so a day whose rows
+   arrive over several batches, or late, is always stored whole, never as the part one
+   batch saw;
 2. builds the trailing-window features of those subscriber-days from their last 27 days of
    `Processed_Data`, with the fresh days in place of the stored ones, and scores them with
    the current model (:func:`score_days`: the score job's ``build_features``, ``predict``
-   and ``prediction_rows``), so a streamed day gets the numbers `spark_jobs score` gives it;
+   and ``prediction_rows``, in one Spark job), so a streamed day gets the numbers
+   `spark_jobs score` gives it;
 3. writes the subscriber-days, the predictions (each replacing the row of its model
    version, date and subscriber) and the batch's `stream_batches` row in ONE transaction
    (:func:`db.stream_log.write_batch`). A batch replayed after a crash finds that row and
@@ -18,7 +21,8 @@ and, for each micro-batch (``foreachBatch``):
 
 Days up to the model's test window are not scored: they hold its reference rows. The
 registry is read every batch, so a new current model version is used from the next batch
-on; loaded models are cached per version.
+on; loaded models are cached per version. The current model is loaded, and its scoring plan
+compiled once on no rows, before the query starts: the first batch no longer pays for them.
 """
 
 from __future__ import annotations
@@ -144,8 +148,8 @@ class BatchOutcome:
     # The database server's clock when the batch was written (just before its commit).
     written_at: datetime | None = None
     replayed: bool = False
-    # Seconds per step: keys (the batch's subscriber-days), aggregate, history (the stored
-    # days read), score, write.
+    # Seconds per step: read (the batch's rows, to the driver), aggregate (with the touched
+    # days' other raw rows), history (the stored days read), score, write.
     steps: dict[str, float] = field(default_factory=dict)
 
     def describe(self) -> str:
