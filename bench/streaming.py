@@ -206,8 +206,9 @@ class RunningStream:
         metadata = self.checkpoint / "metadata"
         return json.loads(metadata.read_text())["id"] if metadata.exists() else None
 
-    def wait_started(self, timeout: float = 300) -> None:
-        """Wait for the query's first (empty) trigger: its start is not part of a latency."""
+    def wait_started(self, timeout: float = 1800) -> None:
+        """Wait for the query's first (empty) trigger: its start (the model's loading, minutes
+        on a loaded machine) is not part of a latency."""
         deadline = time.monotonic() + timeout
         while not (self.checkpoint / "commits" / "0").exists() and self._runner.is_alive():
             if time.monotonic() > deadline:
