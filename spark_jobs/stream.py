@@ -3,14 +3,17 @@
 A Structured Streaming query reads new rows by `id` range (:mod:`spark_jobs.cdr_source`)
 and, for each micro-batch (``foreachBatch``):
 
-1. finds the subscriber-days the batch touches and re-aggregates each of them from ALL of
-   its raw rows (:func:`aggregate_days`: the analysis job's ``clean_cdr`` and
-   ``aggregate_daily``), so a day whose rows arrive over several batches, or late, is
-   always stored whole, never as the part one batch saw;
+1. collects the batch's rows once, reads the other raw rows of the subscriber-days it
+   touches (none when a day lands whole in one batch) and re-aggregates each day from ALL
+   of its raw rows (:func:`aggregate_raw`, on the driver in Arrow: the analysis job's
+   ``clean_cdr`` and ``aggregate_daily``, held to them by a test), so a day whose rows
+   arrive over several batches, or late, is always stored whole, never as the part one
+   batch saw;
 2. builds the trailing-window features of those subscriber-days from their last 27 days of
    `Processed_Data`, with the fresh days in place of the stored ones, and scores them with
    the current model (:func:`score_days`: the score job's ``build_features``, ``predict``
-   and ``prediction_rows``), so a streamed day gets the numbers `spark_jobs score` gives it;
+   and ``prediction_rows``, in one Spark job), so a streamed day gets the numbers
+   `spark_jobs score` gives it;
 3. writes the subscriber-days, the predictions (each replacing the row of its model
    version, date and subscriber) and the batch's `stream_batches` row in ONE transaction
    (:func:`db.stream_log.write_batch`). A batch replayed after a crash finds that row and
@@ -18,7 +21,8 @@ and, for each micro-batch (``foreachBatch``):
 
 Days up to the model's test window are not scored: they hold its reference rows. The
 registry is read every batch, so a new current model version is used from the next batch
-on; loaded models are cached per version.
+on; loaded models are cached per version. The current model is loaded, and its scoring plan
+compiled once on no rows, before the query starts: the first batch no longer pays for them.
 """
 
 from __future__ import annotations
@@ -28,16 +32,18 @@ import logging
 import signal
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+import pyarrow as pa
+
 from config.settings import Settings
 from spark_jobs.errors import NoModelError, SparkJobError
 
 if TYPE_CHECKING:
-    import pandas as pd
     from pyspark.ml import PipelineModel
     from pyspark.sql import DataFrame, SparkSession
 
@@ -67,7 +73,9 @@ class StreamOptions:
     # Where a query without a checkpoint starts: 'latest' (rows committed from now on),
     # 'earliest', or after an id. A checkpoint, once there, decides instead.
     starting_id: int | str = "latest"
-    num_partitions: int = 2
+    # Id slices (Spark tasks, each a Python worker and a connection) per micro-batch: the
+    # batches' thousands of rows read in tens of milliseconds, a second task costs more.
+    num_partitions: int = 1
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> StreamOptions:
@@ -140,8 +148,8 @@ class BatchOutcome:
     # The database server's clock when the batch was written (just before its commit).
     written_at: datetime | None = None
     replayed: bool = False
-    # Seconds per step: keys (the batch's subscriber-days), aggregate, history (the stored
-    # days read), score, write.
+    # Seconds per step: read (the batch's rows, to the driver), aggregate (with the touched
+    # days' other raw rows), history (the stored days read), score, write.
     steps: dict[str, float] = field(default_factory=dict)
 
     def describe(self) -> str:
@@ -167,6 +175,9 @@ class StreamSummary:
     predictions: int = 0
     seconds: float = 0.0
     query_id: str | None = None
+    # Seconds per step of `process_batch`, summed over the batches written.
+    step_seconds: dict[str, float] = field(default_factory=dict)
+    batch_seconds: float = 0.0
 
     def describe(self) -> str:
         return (
@@ -177,13 +188,9 @@ class StreamSummary:
 
 # --- the pure steps ------------------------------------------------------------------------
 
-
-def touched_days(batch: DataFrame) -> DataFrame:
-    """``batch``'s raw rows reduced to what planning needs: `id`, ``DP_MSISDN`` and ``day``,
-    the UTC date of ``DP_DATE`` (no shuffle: the driver takes the distinct pairs)."""
-    from pyspark.sql import functions as F
-
-    return batch.select("id", "DP_MSISDN", F.to_date("DP_DATE").alias("day"))
+# Rows of a micro-batch are few (at most `maxRowsPerTrigger`): one shuffle partition spares
+# the scheduling of empty tasks in the window and join stages of each batch.
+STREAM_SHUFFLE_PARTITIONS = 1
 
 
 def aggregate_days(raw: DataFrame) -> DataFrame:
@@ -196,61 +203,154 @@ def aggregate_days(raw: DataFrame) -> DataFrame:
     return aggregate_daily(clean_cdr(raw))
 
 
-def merge_history(stored: DataFrame, fresh: DataFrame) -> DataFrame:
-    """``stored`` `Processed_Data` rows with ``fresh`` ones in place of the same (Date, User)."""
-    from spark_jobs.schemas import DATE, USER
+def aggregate_raw(raw: pa.Table) -> pa.Table:
+    """:func:`aggregate_days` computed by Arrow on the driver, for a micro-batch's few rows.
 
-    return stored.join(fresh.select(DATE, USER), [DATE, USER], "left_anti").unionByName(fresh)
-
-
-def score_days(
-    history: DataFrame, days: DataFrame, model: LoadedModel, first_day: date
-) -> DataFrame:
-    """`model_predictions` rows (period analysis, no label) of the subscriber-days ``days``.
+    The same cleaning (``clean_cdr``: subscriber trimmed of spaces, rows without date or
+    subscriber dropped, negative usage and labels other than 0/1 made NULL, repeated rows
+    kept once) and aggregation (``aggregate_daily``: usage summed with NULL as none, rows
+    counted, the highest label), without a Spark job and its shuffle. A test holds both to
+    the same rows. Sums of three or more readings of one day may differ from Spark's in the
+    last bit, as Spark's own do between two partitionings: both add in an unspecified order.
 
     Args:
-        history: `Processed_Data` rows of those subscribers from ``first_day`` on.
-        days: `Date` and `User` of the subscriber-days to score.
-        model: The model to score with.
-        first_day: The first date of ``history``: at least `long_window_days - 1` days
-            before the earliest of ``days``, so that every window is whole, as in
-            `spark_jobs score`.
+        raw: Rows in `CDR_STREAM_SCHEMA` (`DP_DATE` a UTC timestamp), every raw row of
+            each subscriber-day it touches.
+
+    Returns:
+        One row per subscriber-day in the `Processed_Data` schema (Arrow types).
     """
-    from db.models import ANALYSIS
-    from spark_jobs.features import build_features
-    from spark_jobs.schemas import DATE, USER
-    from spark_jobs.scoring import predict, prediction_rows
+    import pyarrow.compute as pc
 
-    features = build_features(history, first_day, model.card.min_history_days).join(
-        days.select(DATE, USER), [DATE, USER], "left_semi"
+    from spark_jobs.schemas import DATE, LABEL, USAGE_MAPPING, USER
+
+    subscriber = pc.utf8_trim(raw["DP_MSISDN"], characters=" ")
+    columns: dict[str, Any] = {"DP_DATE": raw["DP_DATE"], "DP_MSISDN": subscriber}
+    for name in USAGE_MAPPING:
+        value = raw[name]
+        columns[name] = pc.if_else(pc.greater_equal(value, 0), value, pa.scalar(None, value.type))
+    label = raw["PSEUDO_CHURNED"]
+    known = pc.is_in(label, value_set=pa.array([0, 1], label.type))
+    columns["PSEUDO_CHURNED"] = pc.if_else(known, label, pa.scalar(None, label.type))
+    # A NULL comparison drops the row, as Spark's `where` does.
+    cleaned = pa.table(columns).filter(
+        pc.and_kleene(pc.is_valid(raw["DP_DATE"]), pc.not_equal(subscriber, ""))
     )
-    return prediction_rows(
-        predict(model.pipeline, model.card, features), model.card, ANALYSIS, keep_label=False
+    distinct = cleaned.group_by(list(columns), use_threads=False).aggregate([])
+    keyed = distinct.append_column(DATE, pc.cast(distinct["DP_DATE"], pa.date32()))
+    every = pc.ScalarAggregateOptions(skip_nulls=True, min_count=0)
+    aggregated = keyed.group_by([DATE, "DP_MSISDN"], use_threads=False).aggregate(
+        [(name, "sum", every) for name in USAGE_MAPPING]
+        + [([], "count_all"), ("PSEUDO_CHURNED", "max")]
     )
+    named = {
+        DATE: aggregated[DATE],
+        USER: aggregated["DP_MSISDN"],
+        **{usage: aggregated[f"{name}_sum"] for name, usage in USAGE_MAPPING.items()},
+        "Record_Count": aggregated["count_all"],
+        LABEL: aggregated["PSEUDO_CHURNED_max"],
+    }
+    schema = processed_arrow_schema()
+    return pa.table([named[f.name].cast(f.type) for f in schema], schema=schema.remove_metadata())
 
 
-# --- one micro-batch: read -> pure steps -> one transaction -----------------------------------
-
-
-def _arrow_frame(spark: SparkSession, batch: Any, schema: Any) -> DataFrame:
-    import pyarrow as pa
-
-    return spark.createDataFrame(pa.Table.from_batches([batch]), schema=schema)
-
-
-def _processed_frame(spark: SparkSession, rows: list[tuple[Any, ...]]) -> DataFrame:
-    import pyarrow as pa
+def processed_arrow_schema() -> pa.Schema:
+    """`PROCESSED_SCHEMA` as Arrow types."""
     from pyspark.sql.pandas.types import to_arrow_schema
 
     from spark_jobs.schemas import PROCESSED_SCHEMA
 
-    arrow_schema = to_arrow_schema(PROCESSED_SCHEMA)
-    columns = list(zip(*rows, strict=True)) if rows else [()] * len(arrow_schema)
-    table = pa.Table.from_arrays(
-        [pa.array(values, type=f.type) for values, f in zip(columns, arrow_schema, strict=True)],
-        schema=arrow_schema,
+    return to_arrow_schema(PROCESSED_SCHEMA)
+
+
+def processed_text_table(rows: Sequence[Sequence[bytes | None]]) -> pa.Table:
+    """`Processed_Data` rows of server text (`PROCESSED_COLUMNS` order, NULL as None) as an
+    Arrow table, each column parsed at once (the same text the driver would parse)."""
+    schema = processed_arrow_schema()
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(schema)
+    return pa.Table.from_arrays(
+        [
+            pa.array(values, type=pa.binary()).cast(pa.string()).cast(f.type)
+            for values, f in zip(columns, schema, strict=True)
+        ],
+        schema=schema,
     )
-    return spark.createDataFrame(table, schema=PROCESSED_SCHEMA)
+
+
+def merge_history(stored: pa.Table, fresh: pa.Table) -> pa.Table:
+    """``stored`` `Processed_Data` rows with ``fresh`` ones in place of the same (Date, User)."""
+    from spark_jobs.schemas import DATE, USER
+
+    kept = stored.join(fresh.select([DATE, USER]), [DATE, USER], join_type="left anti")
+    return pa.concat_tables([kept.select(fresh.column_names).cast(fresh.schema), fresh])
+
+
+def score_days(history: DataFrame, since: date, model: LoadedModel, first_day: date) -> DataFrame:
+    """`model_predictions` rows (period analysis, no label) of ``history``'s subscriber-days
+    dated ``since`` or later.
+
+    Args:
+        history: `Processed_Data` rows of some subscribers from ``first_day`` on.
+        since: The first date to score.
+        model: The model to score with.
+        first_day: The first date of ``history``: at least `long_window_days - 1` days
+            before ``since``, so that every window is whole, as in `spark_jobs score`.
+    """
+    from pyspark.sql import functions as F
+
+    from db.models import ANALYSIS
+    from spark_jobs.features import build_features
+    from spark_jobs.schemas import DATE
+    from spark_jobs.scoring import predict, prediction_rows
+
+    features = build_features(history, first_day, model.card.min_history_days)
+    return prediction_rows(
+        predict(model.pipeline, model.card, features.where(F.col(DATE) >= F.lit(since))),
+        model.card,
+        ANALYSIS,
+        keep_label=False,
+    )
+
+
+def of_days(predictions: pa.Table, days: pa.Table) -> pa.Table:
+    """The ``predictions`` (`model_predictions` columns) of the subscriber-days ``days``
+    (`Date`, `User`): a join on the driver, where Spark would plan an exchange for it."""
+    from spark_jobs.schemas import DATE, USER
+
+    names = ["as_of_date", "subscriber"]
+    keys = days.select([DATE, USER]).rename_columns(names)
+    keys = keys.cast(pa.schema([predictions.schema.field(name) for name in names]))
+    kept = predictions.join(keys, ["as_of_date", "subscriber"], join_type="left semi")
+    return kept.select(predictions.column_names)
+
+
+def warm_up(spark: SparkSession, model: LoadedModel) -> None:
+    """Score no rows with ``model``: Spark compiles the plan's code (cached for the batches'
+    plans of the same shape) and the JVM loads the classes the batches use."""
+    from spark_jobs.schemas import PROCESSED_SCHEMA
+
+    day = model.record.test_end + timedelta(days=1)
+    empty = spark.createDataFrame(processed_arrow_schema().empty_table(), PROCESSED_SCHEMA)
+    score_days(empty, day, model, day - timedelta(days=model.card.long_window_days - 1)).toArrow()
+
+
+def batch_keys(batch: pa.Table) -> list[tuple[str, date]]:
+    """The distinct (``DP_MSISDN`` as stored, UTC day of ``DP_DATE``) of raw rows."""
+    import pyarrow.compute as pc
+
+    keys = pa.table({"s": batch["DP_MSISDN"], "d": pc.cast(batch["DP_DATE"], pa.date32())}).filter(
+        pc.and_kleene(pc.is_valid(batch["DP_MSISDN"]), pc.is_valid(batch["DP_DATE"]))
+    )
+    distinct = keys.group_by(["s", "d"], use_threads=False).aggregate([])
+    return sorted(zip(distinct["s"].to_pylist(), distinct["d"].to_pylist(), strict=True))
+
+
+def _rows(table: pa.Table) -> list[tuple[Any, ...]]:
+    columns = [column.to_pylist() for column in table.columns]
+    return list(zip(*columns, strict=True)) if columns else []
+
+
+# --- one micro-batch: read -> pure steps -> one transaction -----------------------------------
 
 
 def process_batch(
@@ -264,24 +364,27 @@ def process_batch(
 ) -> BatchOutcome:
     """Apply one micro-batch of raw rows, exactly once per (``query_id``, ``batch_id``).
 
+    Two Spark jobs per batch: one reads the batch's rows (to the driver, once), one builds
+    the features and scores. The rows are small; the cleaning, the daily aggregation and
+    the merge with the stored days run in Arrow on the driver.
+
     Raises:
         NoModelError: no model is current.
         DatabaseError: a read or the write failed (the batch wrote nothing).
     """
-    from pyspark.sql import functions as F
+    import pyarrow.compute as pc
 
     from db.connection import connection
-    from db.processed import PROCESSED_COLUMNS
     from db.stream_log import (
         StreamBatch,
         batch_committed,
         newest_ingest_commit,
-        processed_of_subscribers,
+        processed_text_of_subscribers,
         raw_rows_of_days,
         write_batch,
     )
-    from spark_jobs.cdr_source import CDR_STREAM_SCHEMA, text_rows_to_record_batch
-    from spark_jobs.schemas import DATE
+    from spark_jobs.cdr_source import text_rows_to_record_batch
+    from spark_jobs.schemas import DATE, PROCESSED_SCHEMA, USER
 
     started = time.perf_counter()
     steps: dict[str, float] = {}
@@ -294,39 +397,39 @@ def process_batch(
         if batch_committed(conn, query_id, batch_id):
             return BatchOutcome(batch_id, 0, 0, 0, None, 0.0, replayed=True)
         ingest_commit = newest_ingest_commit(conn)
-        touched = cast("pd.DataFrame", touched_days(frame).toPandas())
-        rows = len(touched)
+        batch = cast("pa.Table", frame.toArrow())
+        rows = batch.num_rows
         if not rows:
             # Spark plans an empty first batch for a new query: nothing to apply or log.
             return BatchOutcome(batch_id, 0, 0, 0, None, time.perf_counter() - started)
-        keys = sorted(set(zip(touched["DP_MSISDN"], touched["day"], strict=True)))
-        first_id, last_id = int(touched["id"].min()), int(touched["id"].max())
-        lap("keys")
+        ids = pc.min_max(batch["id"])
+        first_id, last_id = int(ids["min"].as_py()), int(ids["max"].as_py())
+        lap("read")
         model = models.current(conn)
-
-        raw = _arrow_frame(
-            spark, text_rows_to_record_batch(raw_rows_of_days(conn, keys)), CDR_STREAM_SCHEMA
+        # Rows of the touched days that came before (or after) this batch: none for a day
+        # that lands whole in one batch, the earlier rows for a day spread over several.
+        earlier = text_rows_to_record_batch(
+            raw_rows_of_days(conn, batch_keys(batch), outside=(first_id, last_id))
         )
-        processed = [
-            tuple(row[name] for name in PROCESSED_COLUMNS) for row in aggregate_days(raw).collect()
-        ]
+        fresh = aggregate_raw(
+            pa.concat_tables([batch.cast(earlier.schema), pa.Table.from_batches([earlier])])
+        )
+        processed = _rows(fresh)
         lap("aggregate")
-        to_score = [row for row in processed if row[0] > model.record.test_end]
+        to_score = fresh.filter(pc.greater(fresh[DATE], pa.scalar(model.record.test_end)))
         predictions: list[tuple[Any, ...]] = []
-        if to_score:
-            first_day = min(row[0] for row in to_score) - timedelta(
-                days=model.card.long_window_days - 1
-            )
-            last_day = max(row[0] for row in to_score)
-            subscribers = sorted({row[1] for row in to_score})
-            stored = _processed_frame(
-                spark, processed_of_subscribers(conn, subscribers, first_day, last_day)
+        if to_score.num_rows:
+            day_range = pc.min_max(to_score[DATE])
+            last_day = day_range["max"].as_py()
+            first_day = day_range["min"].as_py() - timedelta(days=model.card.long_window_days - 1)
+            subscribers = sorted(set(to_score[USER].to_pylist()))
+            stored = processed_text_table(
+                processed_text_of_subscribers(conn, subscribers, first_day, last_day)
             )
             lap("history")
-            fresh = _processed_frame(spark, processed)
-            days = fresh.where(F.col(DATE) > F.lit(model.record.test_end))
-            scored = score_days(merge_history(stored, fresh), days, model, first_day)
-            predictions = [tuple(row) for row in scored.collect()]
+            history = spark.createDataFrame(merge_history(stored, fresh), PROCESSED_SCHEMA)
+            scored = score_days(history, day_range["min"].as_py(), model, first_day)
+            predictions = _rows(of_days(cast("pa.Table", scored.toArrow()), to_score))
         lap("score")
         written_at = write_batch(
             conn,
@@ -407,6 +510,9 @@ class _QueryState:
             self.summary.batches += 1
             self.summary.rows += outcome.rows
             self.summary.predictions += outcome.predictions
+            self.summary.batch_seconds += outcome.seconds
+            for step, seconds in outcome.steps.items():
+                self.summary.step_seconds[step] = self.summary.step_seconds.get(step, 0) + seconds
 
 
 def run_stream(
@@ -426,16 +532,16 @@ def run_stream(
     from pyspark.errors import StreamingQueryException
 
     from db.connection import connection
-    from db.models import current_model
     from spark_jobs.cdr_source import read_cdr_stream
 
     started = time.perf_counter()
     stop = stop or threading.Event()
-    with connection(settings) as conn:
-        if current_model(conn) is None:
-            raise NoModelError("no model trained yet: run `python -m spark_jobs model` first")
-    spark.conf.set("spark.sql.shuffle.partitions", str(settings.spark_shuffle_partitions or 2))
     state = _QueryState(settings)
+    with connection(settings) as conn:
+        model = state.models.current(conn)
+    # The model's loading and the first compilation of the scoring plan take the first
+    # batch half a minute: done here, before the query starts, no batch waits for them.
+    warm_up(spark, model)
     writer = (
         read_cdr_stream(
             spark,
@@ -451,7 +557,14 @@ def run_stream(
         writer = writer.trigger(availableNow=True)
     else:
         writer = writer.trigger(processingTime=f"{options.trigger_seconds} seconds")
-    query = writer.start()
+    # The query runs in a copy of the session made by `start()`: the setting holds there
+    # only, not in the caller's session (the batch jobs sharing it keep theirs).
+    shuffle = spark.conf.get("spark.sql.shuffle.partitions")
+    spark.conf.set("spark.sql.shuffle.partitions", str(STREAM_SHUFFLE_PARTITIONS))
+    try:
+        query = writer.start()
+    finally:
+        spark.conf.set("spark.sql.shuffle.partitions", str(shuffle))
     state.query_id = state.summary.query_id = str(query.id)
     state.ready.set()
     log.info(

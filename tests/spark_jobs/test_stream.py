@@ -12,7 +12,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +35,15 @@ from spark_jobs.cdr_source import CDR_STREAM_SCHEMA
 from spark_jobs.errors import NoModelError
 from spark_jobs.model import run_model
 from spark_jobs.scoring import run_score
-from spark_jobs.stream import ModelCache, StreamOptions, StreamSummary, process_batch, run_stream
+from spark_jobs.stream import (
+    ModelCache,
+    StreamOptions,
+    StreamSummary,
+    aggregate_days,
+    aggregate_raw,
+    process_batch,
+    run_stream,
+)
 
 HISTORY = GeneratorConfig(subscribers=400, days=50, churn_rate=0.3, seed=5)
 FIRST_NEW_DAY = date(2024, 2, 13)  # days from here on are loaded by the tests, as "new" rows
@@ -164,6 +172,39 @@ def test_no_model_is_a_clear_error(
     monkeypatch.setenv("DB_NAME", db_settings.db_name)
     assert spark_main(["stream", "--once"]) == 1
     assert "no model trained yet" in capsys.readouterr().err
+
+
+# --- the driver's aggregation against the analysis job's --------------------------------------
+
+_RAW = [
+    # Spaces around the subscriber; a negative count; a NULL reading; labels 0/1/2/NULL.
+    (1, datetime(2024, 3, 1, 0, 0, 1), " 2771 ", 3, 1.5, 2, 3.25, 1, 0, 4, 10.25, 0),
+    (2, datetime(2024, 3, 1, 23, 59, 59), "2771", -1, 2.25, None, 1.0, 1, 0, 4, 0.5, 1),
+    # The same content again under a new id (a source exported twice): counted once.
+    (3, datetime(2024, 3, 1, 23, 59, 59), "2771", -1, 2.25, None, 1.0, 1, 0, 4, 0.5, 1),
+    (4, datetime(2024, 3, 1, 12), "2771", 1, 0.125, 1, 0.25, 0, 0, 0, 0.375, 2),
+    (5, datetime(2024, 3, 2), "2771", 5, 1.0, 1, 1.0, 1, 1, 1, 1.0, 2),
+    (6, datetime(2024, 3, 2, 5), "2772", None, None, None, None, None, None, None, None, None),
+    # Unattributable: no date, a blank subscriber, no subscriber.
+    (7, None, "2772", 5, 1.0, 1, 1.0, 1, 1, 1, 1.0, 0),
+    (8, datetime(2024, 3, 2), "   ", 5, 1.0, 1, 1.0, 1, 1, 1, 1.0, 0),
+    (9, datetime(2024, 3, 2, 5), None, 5, 1.0, 1, 1.0, 1, 1, 1, 1.0, 0),
+]
+
+
+def test_the_driver_aggregates_days_as_the_analysis_job_does(spark: Any) -> None:
+    frame = spark.createDataFrame(_RAW, CDR_STREAM_SCHEMA)
+    expected = sorted(tuple(row) for row in aggregate_days(frame).collect())
+    ours = aggregate_raw(frame.toArrow())
+    rows = sorted(zip(*(column.to_pylist() for column in ours.columns), strict=True))
+    assert rows == expected
+    assert [row[:2] for row in rows] == [
+        (date(2024, 3, 1), "2771"),
+        (date(2024, 3, 2), "2771"),
+        (date(2024, 3, 2), "2772"),
+    ]
+    assert rows[0][2:] == (4, 3.875, 3, 4.5, 2, 0, 8, 11.125, 3, 1)
+    assert rows[2][2:] == (0, 0.0, 0, 0.0, 0, 0, 0, 0.0, 1, None)
 
 
 # --- the stream against the batch path --------------------------------------------------------
