@@ -15,8 +15,11 @@ In one run, on the same data:
 - **model fit**: ``run_model`` on those subscriber-days (target <= 180 s), then **scoring**:
   ``run_score`` over the model's training dates (the dates after its test window are not in
   the data; the work per row is the same); both are run step by step with the jobs' public
-  step functions (``spark_jobs.model.split_rows`` ... ``register_trained``,
-  ``spark_jobs.scoring.plan_score`` ... ``score_rows``), chained as the jobs chain them;
+  step functions (``spark_jobs.model.split_rows`` ... ``register_trained``), chained as
+  the job chains them; scoring is also taken apart (see :func:`scoring_steps`) and its
+  subscriber-days/s are printed against the 50k target next to the bare read of its input;
+- with ``--score-only``, only the score job (:func:`benchmark_scoring`), on ~``--rows``
+  subscriber-days after a model fitted on the first half of 90 generated days;
 - **demo ROC-AUC**: ``run_analysis`` and ``run_model`` on the demo data (the generator's
   defaults: 3000 subscribers x 60 days from 2024-01-01) over 2024-01-01..2024-02-29, the
   processed range of ``config/config.json``: the held-out ROC-AUC of the time split. The
