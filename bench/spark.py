@@ -506,6 +506,7 @@ def timed_model(
     from spark_jobs.artifacts import save_model
     from spark_jobs.io import read_processed
     from spark_jobs.session import shuffle_partitions_for
+    from spark_jobs.storage import join
 
     steps: list[tuple[str, float]] = []
 
@@ -553,7 +554,7 @@ def timed_model(
         finally:
             labelled.unpersist()
         trained = job.TrainedModel(version, params, windows, counts, forest, card, evaluation)
-        folder = settings.model_dir / version
+        folder = join(settings.model_dir, version)
         try:
             timed(
                 "save the pipeline",
@@ -603,7 +604,7 @@ def scoring_steps(
         record = current_model(conn)
         _, last, _ = processed_bounds(conn)
     model, first, last_day = job.plan_score(record, last, start, end)
-    pipeline, card = load_model(Path(model.path))
+    pipeline, card = load_model(model.path)
     reading = job.reading_start(card, first)
     with connection(settings) as conn:
         rows_read = count_processed(conn, reading, last_day)
@@ -1147,6 +1148,7 @@ def benchmark_scoring(
     spark: SparkSession, data: Settings, dates: PipelineDates, args: argparse.Namespace
 ) -> Results:
     """The score job alone: its input, analysis and model made once, then timed runs."""
+    from spark_jobs import storage
     from spark_jobs.analysis import run_analysis
     from spark_jobs.model import run_model
 
@@ -1158,7 +1160,7 @@ def benchmark_scoring(
     if processed == 0:
         progress("analysis of the whole history (once) ...")
         run_analysis(spark, data, dates)
-    if model is None or not Path(model.path).is_dir():
+    if model is None or not storage.is_dir(model.path):
         progress(f"model on the first {SCORE_MODEL_DAYS} days (once) ...")
         report = run_model(spark, data, dates)
         results.models["data"] = model_summary(f"{data.db_name}, time split", report)

@@ -28,6 +28,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 LOCAL_DB_ENV = PROJECT_ROOT / ".local" / "db.env"
 _DB_NAME = re.compile(r"[A-Za-z0-9_]{1,64}")
+# The URI schemes MODEL_DIR may use: Spark ships Hadoop's file:// and hdfs:// file systems;
+# s3a:// and gs:// need their connector jars (hadoop-aws, gcs-connector) on the classpath.
+MODEL_DIR_SCHEMES = ("file", "hdfs", "s3a", "gs")
+_URI_SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
 class ConfigError(ValueError):
@@ -76,8 +80,12 @@ class Settings(BaseSettings):
     monitoring_min_chunk_rows: int = Field(300, gt=0)
     # Performance alerts on a drop only ("lower"), or on a rise too ("both").
     monitoring_alert_direction: Literal["lower", "both"] = "lower"
-    monitoring_poll_interval: float = Field(30, gt=0)
+    # An idle poll is one indexed query, so the poller can follow the stream closely.
+    monitoring_poll_interval: float = Field(2, gt=0)
     monitoring_retry_max_backoff: float = Field(60, gt=0)
+    # The poller writes the report files (plots: seconds each) at most this often, off its
+    # loop; 0 after every run. The stored figures, the dashboard and /metrics are per run.
+    monitoring_report_interval: float = Field(60, ge=0)
 
     # Upper bounds a client may ask of one stream: a typo must not fill the disk.
     stream_max_batch_size: int = Field(100_000, gt=0)
@@ -122,7 +130,9 @@ class Settings(BaseSettings):
     jdbc_batch_size: int = Field(10_000, gt=0)
     jdbc_read_partitions: int = Field(4, gt=0)
     jdbc_write_partitions: int = Field(2, gt=0)
-    model_dir: Path = PROJECT_ROOT / "models"
+    # The versioned model folders: a path, or a URI every driver and executor reads
+    # (file:///shared/models on a shared mount, hdfs://, s3a://bucket/..., gs://bucket/...).
+    model_dir: str = str(PROJECT_ROOT / "models")
     # The churn model: see spark_jobs/model.py for how each is used.
     model_seed: int = Field(42, ge=0)
     model_test_fraction: float = Field(0.25, gt=0, lt=1)
@@ -143,6 +153,15 @@ class Settings(BaseSettings):
             raise ValueError("must be 1 to 64 letters, digits or underscores")
         return value
 
+    @field_validator("model_dir", mode="before")
+    @classmethod
+    def _model_location(cls, value: Any) -> Any:
+        if isinstance(value, Path):
+            value = str(value)
+        if not isinstance(value, str):
+            return value  # pydantic reports the type
+        return model_location(value)
+
     @property
     def stream_checkpoint(self) -> Path:
         """The streaming query's checkpoint folder: `STREAM_CHECKPOINT_DIR`, or one per
@@ -157,6 +176,37 @@ class Settings(BaseSettings):
             f"Settings(db={self.db_user}@{self.db_host}:{self.db_port}/{self.db_name}, "
             f"output_dir={self.output_dir})"
         )
+
+
+def model_location(value: str) -> str:
+    """``MODEL_DIR`` checked: an absolute local path, or a URI of a scheme we support.
+
+    Raises:
+        ValueError: empty, an unsupported scheme, or a URI without its bucket or host.
+    """
+    value = value.strip()
+    if not value:
+        raise ValueError("must be a folder path or a URI")
+    match = _URI_SCHEME.match(value)
+    if match is None:
+        # Absolute: executors and other processes do not share this process's folder.
+        return str(Path(value).expanduser().absolute())
+    scheme = match.group(1).lower()
+    if scheme not in MODEL_DIR_SCHEMES:
+        hint = " (Hadoop's S3 connector is s3a://)" if scheme in ("s3", "s3n") else ""
+        *others, last = (f"{name}://" for name in MODEL_DIR_SCHEMES)
+        raise ValueError(
+            f"the scheme {scheme}:// is not supported{hint}: use a path or a "
+            f"{', '.join(others)} or {last} URI"
+        )
+    rest = value[match.end() :]
+    if not rest.strip("/"):
+        raise ValueError(f"the URI names no folder: {scheme}://.../models")
+    if scheme == "file" and not rest.startswith("/"):
+        raise ValueError("a file:// URI names an absolute path: file:///shared/models")
+    if scheme in ("s3a", "gs") and not rest.split("/", 1)[0]:
+        raise ValueError(f"a {scheme}:// URI names its bucket: {scheme}://bucket/models")
+    return value.rstrip("/")
 
 
 def load_settings(**overrides: Any) -> Settings:

@@ -3,18 +3,30 @@
 models/<version>/pipeline/      the fitted PipelineModel (indexer, assembler, forest)
 models/<version>/model.json     what scoring needs besides the pipeline (ModelCard)
 models/<version>/metrics.json   held-out metrics, as printed by the model job
+
+The folder is a local path or a URI (``MODEL_DIR``): Spark ML writes the pipeline there,
+and :mod:`spark_jobs.storage` the card and the metrics, so the whole folder lands where
+the driver and the executors both read it.
 """
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict
 
 from spark_jobs.calibration import PlattScaling
 from spark_jobs.errors import NoModelError
+from spark_jobs.storage import (
+    Location,
+    hadoop_uri,
+    is_dir,
+    is_file,
+    join,
+    read_text,
+    write_text,
+)
 
 if TYPE_CHECKING:
     from pyspark.ml import PipelineModel
@@ -45,30 +57,32 @@ class ModelCard(BaseModel):
 
 
 def save_model(
-    folder: Path, pipeline: PipelineModel, card: ModelCard, metrics: dict[str, Any]
+    folder: Location, pipeline: PipelineModel, card: ModelCard, metrics: dict[str, Any]
 ) -> None:
-    """Write the model folder, replacing an earlier save of the same version."""
-    folder.mkdir(parents=True, exist_ok=True)
-    pipeline.write().overwrite().save(str(folder / PIPELINE_FOLDER))
-    (folder / CARD_FILE).write_text(card.model_dump_json(indent=2) + "\n", encoding="utf-8")
-    (folder / METRICS_FILE).write_text(
-        json.dumps(metrics, indent=2, sort_keys=True) + "\n", encoding="utf-8"
-    )
+    """Write the model folder, replacing an earlier save of the same version.
+
+    Raises:
+        StorageError: a file cannot be written at ``folder``.
+    """
+    pipeline.write().overwrite().save(hadoop_uri(join(folder, PIPELINE_FOLDER)))
+    write_text(join(folder, CARD_FILE), card.model_dump_json(indent=2) + "\n")
+    write_text(join(folder, METRICS_FILE), json.dumps(metrics, indent=2, sort_keys=True) + "\n")
 
 
-def load_model(folder: Path) -> tuple[PipelineModel, ModelCard]:
-    """The fitted pipeline and card saved in ``folder``.
+def load_model(folder: Location) -> tuple[PipelineModel, ModelCard]:
+    """The fitted pipeline and card saved in ``folder`` (a path or a URI).
 
     Raises:
         NoModelError: the folder or one of its parts is missing.
+        StorageError: the folder's file system cannot be reached.
     """
     from pyspark.ml import PipelineModel
 
-    card_path = folder / CARD_FILE
-    if not card_path.is_file() or not (folder / PIPELINE_FOLDER).is_dir():
+    card_file = join(folder, CARD_FILE)
+    if not is_file(card_file) or not is_dir(join(folder, PIPELINE_FOLDER)):
         raise NoModelError(
             f"the model folder {folder} is missing or incomplete: train again with "
             "`python -m spark_jobs model`, or set MODEL_DIR to where the models are"
         )
-    card = ModelCard.model_validate_json(card_path.read_text(encoding="utf-8"))
-    return PipelineModel.load(str(folder / PIPELINE_FOLDER)), card
+    card = ModelCard.model_validate_json(read_text(card_file))
+    return PipelineModel.load(hadoop_uri(join(folder, PIPELINE_FOLDER))), card

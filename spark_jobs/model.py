@@ -26,7 +26,6 @@ import time
 from dataclasses import dataclass, field
 from datetime import date
 from functools import partial
-from pathlib import Path
 from typing import Any, Self, cast
 
 import pandas as pd
@@ -74,6 +73,7 @@ from spark_jobs.split import (
     subscriber_bucket,
     time_split,
 )
+from spark_jobs.storage import join
 
 log = logging.getLogger(__name__)
 
@@ -179,8 +179,8 @@ class TrainedModel:
             "test": self.metrics,
         }
 
-    def record(self, path: Path) -> ModelRecord:
-        """The `model_registry` row of this model saved at ``path``."""
+    def record(self, path: str) -> ModelRecord:
+        """The `model_registry` row of this model saved at ``path`` (a path or a URI)."""
         w = self.windows
         return ModelRecord(
             version=self.version,
@@ -197,7 +197,7 @@ class TrainedModel:
             },
             metrics=self.metrics,
             features=feature_types(),
-            path=str(path),
+            path=path,
         )
 
     def reference_rows(self) -> DataFrame:
@@ -225,11 +225,11 @@ class ModelReport:
     cross_validation: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
-    def of(cls, trained: TrainedModel, path: Path, reference_rows: int, seconds: float) -> Self:
+    def of(cls, trained: TrainedModel, path: str, reference_rows: int, seconds: float) -> Self:
         """The report of ``trained``, stored at ``path`` with ``reference_rows`` rows."""
         return cls(
             version=trained.version,
-            path=str(path),
+            path=path,
             split=trained.params.split,
             windows=trained.windows,
             rows=trained.counts.rows,
@@ -334,23 +334,26 @@ def run_model(spark: SparkSession, settings: Settings, dates: PipelineDates) -> 
     features = labelled_features(processed, start, params.min_history_days)
     trained = train_churn_model(features, params, model_version(settings, dates, fingerprint))
     try:
-        folder = settings.model_dir / trained.version
+        folder = join(settings.model_dir, trained.version)
         reference_rows = store_model(settings, trained, folder)
     finally:
         trained.release()
     return ModelReport.of(trained, folder, reference_rows, time.perf_counter() - started)
 
 
-def store_model(settings: Settings, trained: TrainedModel, folder: Path) -> int:
+def store_model(settings: Settings, trained: TrainedModel, folder: str) -> int:
     """Save the model folder, then register the version and its reference rows at once.
 
     Returns the reference rows stored.
+
+    Raises:
+        StorageError: the model folder cannot be written (nothing is registered).
     """
     save_model(folder, trained.forest.pipeline, trained.card, trained.summary())
     return register_trained(settings, trained, folder)
 
 
-def register_trained(settings: Settings, trained: TrainedModel, folder: Path) -> int:
+def register_trained(settings: Settings, trained: TrainedModel, folder: str) -> int:
     """Make ``trained`` (saved at ``folder``) current with its reference rows, at once."""
     return write_staged(
         trained.reference_rows(),

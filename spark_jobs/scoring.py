@@ -9,7 +9,6 @@ import time
 from dataclasses import dataclass
 from datetime import date, timedelta
 from functools import partial
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pyspark.ml.functions import vector_to_array
@@ -149,7 +148,7 @@ def run_score(
         model = current_model(conn)
         _, last_processed, _ = processed_bounds(conn)
     model, start, end = plan_score(model, last_processed, start, end)
-    pipeline, card = load_model(Path(model.path))
+    pipeline, card = load_model(model.path)
     first_day = reading_start(card, start)
     with connection(settings) as conn:
         rows_read = count_processed(conn, first_day, end)

@@ -115,7 +115,7 @@ class ModelCache:
             raise NoModelError("no model trained yet: run `python -m spark_jobs model` first")
         model = self._loaded.get(record.version)
         if model is None:
-            pipeline, card = load_model(Path(record.path))
+            pipeline, card = load_model(record.path)
             model = self._loaded[record.version] = LoadedModel(record, pipeline, card)
         if model.version != self._last:
             log.info("scoring with model %s", model.version)

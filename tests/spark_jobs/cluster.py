@@ -24,11 +24,19 @@ from typing import Any
 
 import pytest
 
-MASTER_PORT = 7171
-MASTER_UI_PORT = 8171
-WORKER_PORT = 7172
-WORKER_UI_PORT = 8172
+MASTER_PORT = 7301
+MASTER_UI_PORT = 7302
+WORKER_PORT = 7303
+WORKER_UI_PORT = 7304
 WORKER_MEMORY = "1g"
+# The jobs' own ports (driver RPC, driver and executor block managers), fixed as on a host
+# behind a firewall; each is retried upwards (spark.port.maxRetries) when taken.
+JOB_PORTS = {
+    "spark.driver.port": 7310,
+    "spark.driver.blockManager.port": 7330,
+    "spark.blockManager.port": 7340,
+}
+_PORT_RETRIES = 9
 _START_TIMEOUT = 90.0
 
 
@@ -41,10 +49,31 @@ class SparkCluster:
     worker_memory: str
     log_dir: Path
 
+    @property
+    def conf_dir(self) -> Path:
+        """The jobs' `SPARK_CONF_DIR`: a `spark-defaults.conf` with :data:`JOB_PORTS`."""
+        return self.log_dir / "conf"
+
+    @property
+    def work_dir(self) -> Path:
+        """The worker's folder: `<app id>/<executor id>/stderr` is each executor's log."""
+        return self.log_dir / "work"
+
     def state(self) -> dict[str, Any]:
         """The master's JSON status (workers, applications)."""
         with urllib.request.urlopen(f"{self.ui_url}/json", timeout=5) as answer:
             return dict(json.load(answer))
+
+    def job_environment(self) -> dict[str, str]:
+        """The environment of a driver (`python -m spark_jobs ...`) run on this cluster."""
+        return {**cluster_environment(), "SPARK_CONF_DIR": str(self.conf_dir)}
+
+    def executor_logs(self, app_id: str) -> dict[str, str]:
+        """The stderr of each executor the worker ran for ``app_id``, by executor id."""
+        return {
+            path.parent.name: path.read_text(errors="replace")
+            for path in sorted((self.work_dir / app_id).glob("*/stderr"))
+        }
 
     def logs(self) -> str:
         """The master's and worker's logs, for a failing test's message."""
@@ -129,6 +158,11 @@ def standalone_cluster(folder: Path) -> Iterator[SparkCluster]:
         worker_memory=WORKER_MEMORY,
         log_dir=folder,
     )
+    cluster.conf_dir.mkdir()
+    (cluster.conf_dir / "spark-defaults.conf").write_text(
+        "".join(f"{key} {port}\n" for key, port in JOB_PORTS.items())
+        + f"spark.port.maxRetries {_PORT_RETRIES}\n"
+    )
     with ExitStack() as stack:
         master_log = folder / "master.log"
         master = stack.enter_context(
@@ -163,7 +197,7 @@ def standalone_cluster(folder: Path) -> Iterator[SparkCluster]:
                     "--cores",
                     "1",
                     "--work-dir",
-                    str(folder / "work"),
+                    str(cluster.work_dir),
                 ],
                 worker_log,
             )
