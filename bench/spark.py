@@ -15,8 +15,11 @@ In one run, on the same data:
 - **model fit**: ``run_model`` on those subscriber-days (target <= 180 s), then **scoring**:
   ``run_score`` over the model's training dates (the dates after its test window are not in
   the data; the work per row is the same); both are run step by step with the jobs' public
-  step functions (``spark_jobs.model.split_rows`` ... ``register_trained``,
-  ``spark_jobs.scoring.plan_score`` ... ``score_rows``), chained as the jobs chain them;
+  step functions (``spark_jobs.model.split_rows`` ... ``register_trained``), chained as
+  the job chains them; scoring is also taken apart (see :func:`scoring_steps`) and its
+  subscriber-days/s are printed against the 50k target next to the bare read of its input;
+- with ``--score-only``, only the score job (:func:`benchmark_scoring`), on ~``--rows``
+  subscriber-days after a model fitted on the first half of 90 generated days;
 - **demo ROC-AUC**: ``run_analysis`` and ``run_model`` on the demo data (the generator's
   defaults: 3000 subscribers x 60 days from 2024-01-01) over 2024-01-01..2024-02-29, the
   processed range of ``config/config.json``: the held-out ROC-AUC of the time split. The
@@ -58,13 +61,8 @@ from db.connection import connection, database_exists, drop_database, server_ver
 from db.errors import DatabaseError, MigrationError
 from db.maintenance import cdr_fingerprint, server_pid_file, staged_row_count
 from db.migrate import init_database
-from db.models import (
-    PREDICTION_COLUMNS,
-    PREDICTIONS_TABLE,
-    current_model,
-    replace_scored_range,
-    training_fingerprint,
-)
+from db.models import ANALYSIS as ANALYSIS_PERIOD
+from db.models import current_model, delete_scored_range, training_fingerprint
 from db.processed import (
     PROCESSED_TABLE,
     cdr_id_range,
@@ -79,7 +77,6 @@ if TYPE_CHECKING:
     from pyspark.sql import DataFrame, SparkSession
 
     from spark_jobs.model import ModelReport
-    from spark_jobs.scoring import ScoreReport
 
 DATA_DATABASE = "sparkbench_data"
 DEMO_DATABASE = "sparkbench_demo"
@@ -92,6 +89,13 @@ _RECORDED_SHARE = 0.832
 ANALYSIS_MAX_RATIO = 3.0
 WRITE_MIN_ROWS_PER_S = 250_000.0
 FIT_MAX_SECONDS = 180.0
+SCORE_MIN_ROWS_PER_S = 50_000.0
+# --score-only: a longer history, the model fitted on its first half, the rest scored.
+SCORE_DAYS = 90
+SCORE_MODEL_DAYS = 45
+# Subscriber-days scored per generated subscriber in the score-only data (measured: 1,049,568
+# of 24,000 subscribers; fewer than 45 days each, for churn).
+_SCORED_PER_SUBSCRIBER = 1_049_568 / 24_000
 
 BARE_COUNT = "bare_read_count"
 BARE_NOOP = "bare_read_noop"
@@ -101,6 +105,8 @@ ANALYSIS_SINGLE = "analysis_single_partition"
 JDBC_WRITE = "jdbc_write"
 MODEL_FIT = "model_fit"
 SCORING = "scoring"
+SCORING_REPLACE = "scoring_replace"
+BARE_PROCESSED = "bare_read_processed"
 
 _T = TypeVar("_T")
 
@@ -567,60 +573,111 @@ def timed_model(
     return report, usage, steps
 
 
-def timed_score(
-    spark: SparkSession, settings: Settings, start: date, end: date, meter: CpuMeter
-) -> tuple[ScoreReport, Usage, list[tuple[str, float]]]:
-    """The score job's public steps over [start, end], chained as `run_score` does, timed."""
+def scoring_steps(
+    spark: SparkSession,
+    settings: Settings,
+    start: date | None,
+    end: date | None,
+    meter: CpuMeter,
+    results: Results,
+    repeats: int,
+) -> None:
+    """Time the score job over [start, end] (its defaults when None) into ``results``.
+
+    - the bare read of the `Processed_Data` rows scoring reads (27 days of windows before
+      ``start`` included), a ``noop`` write of every column: the floor of the job;
+    - one run taken apart: the job's public steps chained as `run_score` chains them, each
+      prefix forced by a ``noop`` write (its cost is the increase over the previous line),
+      then `store_scores` into the empty range and once more over the stored rows;
+    - ``repeats`` runs of `run_score` into the empty range (the range is deleted before
+      each) and as many re-scores that replace it.
+    """
+    from pyspark.sql import functions as F
+
     from spark_jobs import scoring as job
     from spark_jobs.artifacts import load_model
-    from spark_jobs.io import read_processed, write_staged
-    from spark_jobs.scoring import ScoreReport
+    from spark_jobs.features import build_features
+    from spark_jobs.io import read_processed
     from spark_jobs.session import shuffle_partitions_for
 
-    marks: dict[str, float] = {}
+    with connection(settings) as conn:
+        record = current_model(conn)
+        _, last, _ = processed_bounds(conn)
+    model, first, last_day = job.plan_score(record, last, start, end)
+    pipeline, card = load_model(model.path)
+    reading = job.reading_start(card, first)
+    with connection(settings) as conn:
+        rows_read = count_processed(conn, reading, last_day)
+        delete_scored_range(conn, model.version, first, last_day)
+    spark.conf.set("spark.sql.shuffle.partitions", str(shuffle_partitions_for(rows_read, settings)))
 
-    def run() -> ScoreReport:
-        began = time.perf_counter()
-        with connection(settings) as conn:
-            record = current_model(conn)
-            _, last, _ = processed_bounds(conn)
-        model, first, last_day = job.plan_score(record, last, start, end)
-        pipeline, card = load_model(model.path)
-        reading = job.reading_start(card, first)
-        with connection(settings) as conn:
-            rows_read = count_processed(conn, reading, last_day)
-        partitions = shuffle_partitions_for(rows_read, settings)
-        spark.conf.set("spark.sql.shuffle.partitions", str(partitions))
-        processed = read_processed(spark, settings, reading, last_day)
-        rows = job.score_rows(processed, pipeline, card, first, last_day)
-        marks["prepared"] = time.perf_counter()
+    def processed() -> DataFrame:
+        return read_processed(spark, settings, reading, last_day)
 
-        def move_in(conn: Any, staging: str) -> int:
-            marks["written"] = time.perf_counter()
-            stored = replace_scored_range(
-                conn, staging, version=model.version, start=first, end=last_day
-            )
-            marks["moved"] = time.perf_counter()
-            return stored
-
-        stored = write_staged(
-            rows, settings, PREDICTIONS_TABLE, move_in, columns=PREDICTION_COLUMNS
+    def rows() -> DataFrame:
+        features = build_features(processed(), reading, card.min_history_days)
+        in_range = features.where(F.col("Date").between(F.lit(first), F.lit(last_day)))
+        return job.prediction_rows(
+            job.predict(pipeline, card, in_range), card, ANALYSIS_PERIOD, keep_label=False
         )
-        return ScoreReport(model.version, first, last_day, stored, time.perf_counter() - began)
 
-    began = time.perf_counter()
-    report, usage = meter.run(run)
-    finished = began + usage.seconds
-    return (
-        report,
-        usage,
-        [
-            ("model, dates, counts", marks["prepared"] - began),
-            ("features + predict + JDBC write to staging", marks["written"] - marks["prepared"]),
-            ("move-in: replace_scored_range", marks["moved"] - marks["written"]),
-            ("drop the staging table, the rest", finished - marks["moved"]),
-        ],
-    )
+    def noop(frame: Callable[[], DataFrame]) -> Callable[[], None]:
+        return lambda: frame().write.format("noop").mode("overwrite").save()
+
+    label = f"bare read: Processed_Data noop ({rows_read:,} rows)"
+    meter.run(noop(processed))  # warm-up
+    for _ in range(repeats):
+        _, usage = meter.run(noop(processed))
+        results.timing(BARE_PROCESSED, label, rows_read).runs.append(usage)
+
+    def store() -> int:
+        return job.store_scores(
+            settings,
+            job.score_rows(processed(), pipeline, card, first, last_day),
+            model.version,
+            first,
+            last_day,
+        )
+
+    profile: list[tuple[str, Callable[[], Any]]] = [
+        ("read Processed_Data", noop(processed)),
+        (
+            "+ build_features (all days read)",
+            noop(lambda: build_features(processed(), reading, card.min_history_days)),
+        ),
+        ("+ predict + prediction_rows (range)", noop(rows)),
+        ("+ in_key_order (one sorted partition)", noop(lambda: job.in_key_order(rows()))),
+        ("+ store_scores, empty range (all steps)", store),
+        ("store_scores replacing the stored range", store),
+    ]
+    for step_label, step in profile:
+        _, usage = meter.run(step)
+        results.score_steps.append(Step(step_label, usage))
+        progress(f"  {step_label}: {usage.seconds:.2f} s")
+
+    scored = 0
+    for repeat in range(repeats):
+        with connection(settings) as conn:
+            delete_scored_range(conn, model.version, first, last_day)
+        report, usage = meter.run(lambda: job.run_score(spark, settings, first, last_day))
+        scored = report.rows
+        results.timing(SCORING, f"scoring: run_score {first}..{last_day}", report.rows).runs.append(
+            usage
+        )
+        progress(f"  {repeat + 1}/{repeats} run_score, new range: {usage.seconds:.2f} s")
+        report, usage = meter.run(lambda: job.run_score(spark, settings, first, last_day))
+        results.timing(
+            SCORING_REPLACE, "scoring: run_score again (replaces)", report.rows
+        ).runs.append(usage)
+        progress(f"  {repeat + 1}/{repeats} run_score, replacing: {usage.seconds:.2f} s")
+    results.extra["scoring"] = {
+        "model_version": model.version,
+        "start": str(first),
+        "end": str(last_day),
+        "reading_start": str(reading),
+        "rows_read": rows_read,
+        "rows_scored": scored,
+    }
 
 
 # --- Report -----------------------------------------------------------------------------------
@@ -681,6 +738,42 @@ def breakdown_table(title: str, steps: Sequence[tuple[str, float]], total: float
     return "\n".join(lines)
 
 
+def scoring_line(bare: Timing, scoring: Timing) -> str:
+    """The scoring rate next to the bare read of its input and the target."""
+    return (
+        f"scoring: {scoring.rows_per_second:,.0f} subscriber-days/s "
+        f"(target >= {SCORE_MIN_ROWS_PER_S:,.0f}: "
+        f"{'met' if scoring.rows_per_second >= SCORE_MIN_ROWS_PER_S else 'MISSED'}) | "
+        f"bare read of its {bare.rows:,} input rows: {bare.rows_per_second:,.0f} rows/s | "
+        f"run_score = {scoring.seconds / bare.seconds:.1f}x the bare read"
+    )
+
+
+def cumulative_table(title: str, steps: Sequence[Step]) -> str:
+    """Runs of growing prefixes of a job: each line's cost and its increase over the last."""
+    header = (
+        f"{title:<46} {'seconds':>8} {'+seconds':>8} {'spark cpu':>9} {'+spark':>7} "
+        f"{'db cpu':>6} {'load':>5}"
+    )
+    lines = [header, "-" * len(header)]
+    previous: Usage | None = None
+    for step in steps:
+        usage = step.usage
+        more = "-" if previous is None else f"{usage.seconds - previous.seconds:+.2f}"
+        more_cpu = (
+            "-"
+            if previous is None or usage.spark_cpu is None or previous.spark_cpu is None
+            else f"{usage.spark_cpu - previous.spark_cpu:+.1f}"
+        )
+        lines.append(
+            f"{step.label:<46} {usage.seconds:>8.2f} {more:>8} {_cpu(usage.spark_cpu):>9} "
+            f"{more_cpu:>7} {_cpu(usage.server_cpu):>6} {usage.load_average:>5.1f}"
+        )
+        previous = usage
+    lines.append("+ = increase over the line above (the cost of the step it adds).")
+    return "\n".join(lines)
+
+
 def targets_table(targets: Sequence[Target]) -> str:
     """Each target, the measured figure, the ratio to the target and pass/fail."""
     header = f"{'target':<46} {'measured':>12} {'limit':>12} {'ratio':>7} {'result':>6}"
@@ -720,7 +813,7 @@ class Results:
     timings: dict[str, Timing] = field(default_factory=dict)
     steps: list[Step] = field(default_factory=list)
     model_steps: list[tuple[str, float]] = field(default_factory=list)
-    score_steps: list[tuple[str, float]] = field(default_factory=list)
+    score_steps: list[Step] = field(default_factory=list)
     models: dict[str, dict[str, Any]] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -818,8 +911,7 @@ def benchmark(
 
     progress("scoring the model's training dates ...")
     start, end = model.windows.train_start, model.windows.train_end
-    scored, usage, results.score_steps = timed_score(spark, data, start, end, meter)
-    results.timing(SCORING, f"scoring: run_score {start}..{end}", scored.rows).runs.append(usage)
+    scoring_steps(spark, data, start, end, meter, results, 1)
 
     progress("model on the demo data ...")
     demo_report, usage = meter.run(lambda: run_model(spark, demo, demo_dates))
@@ -831,8 +923,38 @@ def benchmark(
 def targets_of(results: Results) -> list[Target]:
     """The issue's targets that this run measured."""
     timings = results.timings
+    targets: list[Target] = []
+    if ANALYSIS in timings:
+        targets += analysis_targets(timings)
+    if MODEL_FIT in timings:
+        targets.append(
+            Target(
+                "model_fit_seconds",
+                "model fit (run_model), s",
+                timings[MODEL_FIT].seconds,
+                FIT_MAX_SECONDS,
+                "s",
+                at_least=False,
+            )
+        )
+    if SCORING in timings:
+        targets.append(
+            Target(
+                "scoring_rows_per_s",
+                "scoring (run_score, new range), rows/s",
+                timings[SCORING].rows_per_second,
+                SCORE_MIN_ROWS_PER_S,
+                "subscriber-days/s",
+                at_least=True,
+            )
+        )
+    return targets
+
+
+def analysis_targets(timings: dict[str, Timing]) -> list[Target]:
+    """The analysis' and the JDBC write's targets."""
     bare = timings[BARE_NOOP]
-    targets = [
+    return [
         Target(
             "analysis_vs_noop_read",
             f"analysis / noop read, x (<= {ANALYSIS_MAX_RATIO:g}x)",
@@ -858,18 +980,6 @@ def targets_of(results: Results) -> list[Target]:
             at_least=True,
         ),
     ]
-    if MODEL_FIT in timings:
-        targets.append(
-            Target(
-                "model_fit_seconds",
-                "model fit (run_model), s",
-                timings[MODEL_FIT].seconds,
-                FIT_MAX_SECONDS,
-                "s",
-                at_least=False,
-            )
-        )
-    return targets
 
 
 def print_report(results: Results) -> list[Target]:
@@ -882,10 +992,16 @@ def print_report(results: Results) -> list[Target]:
         ANALYSIS_SINGLE,
         JDBC_WRITE,
         MODEL_FIT,
+        BARE_PROCESSED,
         SCORING,
+        SCORING_REPLACE,
     ]
     timings = [results.timings[key] for key in order if key in results.timings]
-    print(timing_table(timings, results.timings[BARE_NOOP]))
+    bare = results.timings.get(BARE_NOOP) or results.timings[BARE_PROCESSED]
+    print(timing_table(timings, bare))
+    if BARE_PROCESSED in results.timings and SCORING in results.timings:
+        print()
+        print(scoring_line(results.timings[BARE_PROCESSED], results.timings[SCORING]))
     if results.steps:
         print()
         total = sum(step.usage.seconds for step in results.steps)
@@ -896,8 +1012,7 @@ def print_report(results: Results) -> list[Target]:
         print(breakdown_table("run_model, by step (its public steps)", results.model_steps, total))
     if results.score_steps:
         print()
-        total = results.timings[SCORING].seconds
-        print(breakdown_table("run_score, by step (its public steps)", results.score_steps, total))
+        print(cumulative_table("run_score taken apart (each line a run)", results.score_steps))
     for model in results.models.values():
         m = model["metrics"]
         print(
@@ -929,7 +1044,7 @@ def figures(
             {"step": label, "seconds": round(seconds, 2)} for label, seconds in results.model_steps
         ],
         "score_steps": [
-            {"step": label, "seconds": round(seconds, 2)} for label, seconds in results.score_steps
+            {"step": step.label, **step.usage.as_dict()} for step in results.score_steps
         ],
         "models": results.models,
         "targets": {target.key: target.as_dict() for target in targets},
@@ -965,7 +1080,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     """The command line: rows, repeats, which parts to run, whether to keep the databases."""
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument(
-        "--rows", type=positive_int, default=DEFAULT_ROWS, help="raw rows, about (1M)"
+        "--rows",
+        type=positive_int,
+        default=DEFAULT_ROWS,
+        help="raw rows, about; with --score-only, subscriber-days to score (1M)",
     )
     parser.add_argument("--repeats", type=positive_int, default=3, help="timed repeats (3)")
     parser.add_argument("--keep", action="store_true", help="keep the databases for the next run")
@@ -975,20 +1093,90 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--skip-profile", action="store_true", help="leave out the step-by-step analysis run"
     )
-    parser.add_argument("--database", default=DATA_DATABASE, help="database of the ~1M rows")
-    parser.add_argument("--demo-database", default=DEMO_DATABASE, help="database of the demo")
+    parser.add_argument(
+        "--score-only",
+        action="store_true",
+        help=(
+            f"time only the score job, on {SCORE_DAYS} days of history: the analysis and a "
+            f"model on the first {SCORE_MODEL_DAYS} days run once (reused with --keep and "
+            "--workdir), then the later days are scored"
+        ),
+    )
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="folder for the models and Parquet output, kept (default: a temporary one)",
+    )
+    parser.add_argument(
+        "--db-prefix",
+        default="sparkbench",
+        help="the bench creates and drops only databases named <prefix>_* (sparkbench)",
+    )
+    parser.add_argument("--database", default=None, help="database of the ~1M rows (<prefix>_data)")
+    parser.add_argument(
+        "--demo-database", default=None, help="database of the demo (<prefix>_demo)"
+    )
     args = parser.parse_args(argv)
+    if args.score_only and args.database is None:
+        args.database = f"{args.db_prefix}_score"
+    args.database = args.database or f"{args.db_prefix}_data"
+    args.demo_database = args.demo_database or f"{args.db_prefix}_demo"
     for name in (args.database, args.demo_database):
-        if not name.startswith("sparkbench_"):
-            parser.error(f"{name}: the bench only creates and drops databases named sparkbench_*")
+        if not name.startswith(f"{args.db_prefix}_"):
+            parser.error(
+                f"{name}: the bench only creates and drops databases named {args.db_prefix}_*"
+            )
     return args
+
+
+def score_only_config(rows: int) -> GeneratorConfig:
+    """Generated history whose days after the model's half hold about ``rows`` to score."""
+    subscribers = max(1, round(rows / _SCORED_PER_SUBSCRIBER))
+    return GeneratorConfig(subscribers=subscribers, days=SCORE_DAYS, seed=SEED)
+
+
+def score_only_dates(config: GeneratorConfig) -> PipelineDates:
+    """The whole range for the analysis; the first ``SCORE_MODEL_DAYS`` for the model."""
+    whole = generated_dates(config)
+    return whole.model_copy(
+        update={"processed_end": config.start_date + timedelta(days=SCORE_MODEL_DAYS - 1)}
+    )
+
+
+def benchmark_scoring(
+    spark: SparkSession, data: Settings, dates: PipelineDates, args: argparse.Namespace
+) -> Results:
+    """The score job alone: its input, analysis and model made once, then timed runs."""
+    from spark_jobs import storage
+    from spark_jobs.analysis import run_analysis
+    from spark_jobs.model import run_model
+
+    results = Results()
+    meter = CpuMeter(int(spark.sparkContext._jvm.ProcessHandle.current().pid()), server_pid(data))  # type: ignore[union-attr]
+    with connection(data) as conn:
+        _, _, processed = processed_bounds(conn)
+        model = current_model(conn)
+    if processed == 0:
+        progress("analysis of the whole history (once) ...")
+        run_analysis(spark, data, dates)
+    if model is None or not storage.is_dir(model.path):
+        progress(f"model on the first {SCORE_MODEL_DAYS} days (once) ...")
+        report = run_model(spark, data, dates)
+        results.models["data"] = model_summary(f"{data.db_name}, time split", report)
+    progress("scoring the days after the model's test window ...")
+    scoring_steps(spark, data, None, None, meter, results, args.repeats)
+    return results
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: 0 when every step stored what it should (targets met or not), else 1."""
     args = parse_args(argv)
-    workdir = Path(tempfile.mkdtemp(prefix="sparkbench_"))
-    data_config = GeneratorConfig(subscribers=subscribers_for(args.rows), days=DAYS, seed=SEED)
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="sparkbench_"))
+    if args.score_only:
+        data_config = score_only_config(args.rows)
+    else:
+        data_config = GeneratorConfig(subscribers=subscribers_for(args.rows), days=DAYS, seed=SEED)
     demo_config = GeneratorConfig()
     try:
         base = load_settings(output_dir=workdir / "output", model_dir=workdir / "models")
@@ -1000,9 +1188,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         progress(f"bench/spark.py: {exc}")
         return 1
     spark = None
+    seeding = (
+        [(data, data_config)] if args.score_only else [(data, data_config), (demo, demo_config)]
+    )
     try:
         seeded: dict[str, Any] = {}
-        for settings, config in ((data, data_config), (demo, demo_config)):
+        for settings, config in seeding:
             began = time.perf_counter()
             rows, reused = ensure_seeded(settings, config)
             seeded[settings.db_name] = {
@@ -1019,9 +1210,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         from spark_jobs.session import build_spark_session
 
         spark = build_spark_session(data, "bench-spark")
-        results = benchmark(
-            spark, data, demo, generated_dates(demo_config), generated_dates(data_config), args
-        )
+        if args.score_only:
+            results = benchmark_scoring(spark, data, score_only_dates(data_config), args)
+        else:
+            results = benchmark(
+                spark, data, demo, generated_dates(demo_config), generated_dates(data_config), args
+            )
         targets = print_report(results)
         result = figures(results, targets, args, environment_of(spark, data, seeded))
     except (BenchError, DatabaseError) as exc:
@@ -1030,10 +1224,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         if spark is not None:
             spark.stop()
-        shutil.rmtree(workdir, ignore_errors=True)
+        if args.workdir is None:
+            shutil.rmtree(workdir, ignore_errors=True)
         if not args.keep:
-            drop_database(data)
-            drop_database(demo)
+            for settings, _ in seeding:
+                drop_database(settings)
     print(json.dumps(result, default=str))
     return 0
 

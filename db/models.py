@@ -198,6 +198,25 @@ def replace_scored_range(
     return int(stored)
 
 
+def count_scored(conn: Connection, version: str, start: date, end: date) -> int:
+    """``version``'s analysis rows dated in [start, end]."""
+    with transaction(conn) as cursor:
+        cursor.execute(_COUNT_SCORED, (version, start, end))
+        (count,) = cursor.fetchone()
+    return int(count)
+
+
+def delete_scored_range(conn: Connection, version: str, start: date, end: date) -> int:
+    """Delete ``version``'s analysis rows dated in [start, end]; the rows deleted.
+
+    For benchmarks that score the same range into an empty range again.
+    """
+    with transaction(conn) as cursor:
+        cursor.execute(_DELETE_SCORED, (version, start, end))
+        deleted = cursor.rowcount
+    return int(deleted)
+
+
 def insert_predictions(
     conn: Connection,
     continuous: Sequence[str],

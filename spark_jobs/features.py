@@ -13,7 +13,7 @@ from datetime import date
 from pyspark.sql import Column, DataFrame, Window
 from pyspark.sql import functions as F
 
-from spark_jobs.schemas import DATE, LABEL, USAGE_FEATURES, USER
+from spark_jobs.schemas import AMOUNT_FEATURES, COUNT_FEATURES, DATE, LABEL, USAGE_FEATURES, USER
 
 SHORT_WINDOW = 7
 LONG_WINDOW = 28
@@ -59,24 +59,38 @@ def build_features(processed: DataFrame, first_day: date, min_history_days: int)
     by_user = Window.partitionBy(USER).orderBy("_day")
     short = by_user.rangeBetween(-(SHORT_WINDOW - 1), 0)
     long = by_user.rangeBetween(-(LONG_WINDOW - 1), 0)
+    so_far = by_user.rangeBetween(Window.unboundedPreceding, 0)
+    before_short = by_user.rangeBetween(Window.unboundedPreceding, -SHORT_WINDOW)
+    before_long = by_user.rangeBetween(Window.unboundedPreceding, -LONG_WINDOW)
     # Days of data each window covers: fewer than its length near the first day.
     covered_short = F.least(F.lit(SHORT_WINDOW), F.col("_day") + 1)
     covered_long = F.least(F.lit(LONG_WINDOW), F.col("_day") + 1)
     covered_prior = F.greatest(covered_long - covered_short, F.lit(1))
 
+    def trailing(total: Column, before: Column) -> Column:
+        # A sliding frame re-adds its whole length for every row; a running total and the
+        # running total up to the frame's start are updated once per row. Only exact for
+        # integers: the amounts keep their sliding sums, so every value stays bit for bit.
+        return total - F.coalesce(before, F.lit(0))
+
     frame = processed.withColumn("_day", day)
     sums: dict[str, Column] = {}
-    for usage in USAGE_FEATURES:
+    for usage in COUNT_FEATURES:
+        total = F.sum(usage).over(so_far)
+        sums[f"_{usage}_7"] = trailing(total, F.sum(usage).over(before_short))
+        sums[f"_{usage}_28"] = trailing(total, F.sum(usage).over(before_long))
+    for usage in AMOUNT_FEATURES:
         sums[f"_{usage}_7"] = F.sum(usage).over(short)
         sums[f"_{usage}_28"] = F.sum(usage).over(long)
+    active = F.count(F.lit(1)).over(so_far)
     frame = frame.select(
         DATE,
         USER,
         F.col(LABEL).cast("int").alias(LABEL_COLUMN),
         "_day",
         *(column.alias(name) for name, column in sums.items()),
-        F.count(F.lit(1)).over(short).alias("_active_7"),
-        F.count(F.lit(1)).over(long).alias("_active_28"),
+        trailing(active, F.count(F.lit(1)).over(before_short)).alias("_active_7"),
+        trailing(active, F.count(F.lit(1)).over(before_long)).alias("_active_28"),
         F.lag("_day").over(by_user).alias("_previous_day"),
     )
 

@@ -104,6 +104,23 @@ def write_staged(
             drop_staging(conn, staging)
 
 
+def append_in_one_transaction(frame: DataFrame, settings: Settings, table: str) -> None:
+    """Append ``frame`` to ``table`` through one JDBC connection that commits once.
+
+    Spark's JDBC writer commits each partition on its own connection; a frame of one
+    partition (e.g. from :func:`spark_jobs.scoring.in_key_order`) is therefore written all
+    or nothing: a failed write rolls back and leaves ``table`` as it was. ``frame`` must
+    hold columns of ``table`` only; the columns it leaves out take their defaults.
+    """
+    # coalesce(1) merges no work into the last task when the frame has one partition already.
+    frame.coalesce(1).write.jdbc(
+        jdbc_url(settings),
+        table,
+        mode="append",
+        properties=jdbc_properties(settings, write=True),
+    )
+
+
 def read_processed(spark: SparkSession, settings: Settings, start: date, end: date) -> DataFrame:
     """`Processed_Data` rows dated in [start, end], read in date slices."""
     properties = {**jdbc_properties(settings), "customSchema": _custom_schema(PROCESSED_SCHEMA)}

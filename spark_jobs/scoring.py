@@ -22,6 +22,7 @@ from db.models import (
     PREDICTION_COLUMNS,
     PREDICTIONS_TABLE,
     ModelRecord,
+    count_scored,
     current_model,
     feature_columns,
     replace_scored_range,
@@ -31,7 +32,7 @@ from spark_jobs.artifacts import ModelCard, load_model
 from spark_jobs.calibration import PlattScaling
 from spark_jobs.errors import NoModelError, ScoreRangeError
 from spark_jobs.features import LABEL_COLUMN, build_features
-from spark_jobs.io import read_processed, write_staged
+from spark_jobs.io import append_in_one_transaction, read_processed, write_staged
 from spark_jobs.schemas import DATE, USER
 from spark_jobs.session import shuffle_partitions_for
 
@@ -101,16 +102,16 @@ def prediction_rows(
     )
 
 
-def in_key_order(rows: DataFrame, writers: int) -> DataFrame:
-    """``rows`` split into ``writers`` date ranges, each sorted by (date, subscriber).
+def in_key_order(rows: DataFrame) -> DataFrame:
+    """``rows`` in one partition, sorted by `model_predictions`' key (date, subscriber).
 
-    Each JDBC writer then appends one stretch of `model_predictions`' primary key in order,
-    so the move-in fills the clustered index sequentially instead of splitting pages: a
-    shuffle Spark does cheaply, where sorting in the server was not cheap.
+    One partition is one JDBC connection, hence one transaction (see
+    :func:`spark_jobs.io.append_in_one_transaction`), and rows in key order fill the
+    clustered index sequentially instead of splitting pages. A range partitioning into
+    several sorted writers would cost a sampling pass, which recomputes every feature and
+    prediction once more.
     """
-    return rows.repartitionByRange(writers, "as_of_date", "subscriber").sortWithinPartitions(
-        "as_of_date", "subscriber"
-    )
+    return rows.repartition(1).sortWithinPartitions("as_of_date", "subscriber")
 
 
 @dataclass(frozen=True)
@@ -206,11 +207,25 @@ def score_rows(
 
 
 def store_scores(settings: Settings, rows: DataFrame, version: str, start: date, end: date) -> int:
-    """Replace ``version``'s analysis rows of [start, end] with ``rows``; the rows stored."""
-    return write_staged(
-        in_key_order(rows, settings.jdbc_write_partitions),
-        settings,
-        PREDICTIONS_TABLE,
-        partial(replace_scored_range, version=version, start=start, end=end),
-        columns=PREDICTION_COLUMNS,
-    )
+    """Replace ``version``'s analysis rows of [start, end] with ``rows``; the rows stored.
+
+    A range with no rows yet (the usual case: new dates) is written straight into
+    `model_predictions` in one transaction; a re-score goes through a staging table, so
+    that deleting the old rows and inserting the new ones commit together. Either way a
+    failure writes nothing, and the primary key keeps a concurrent writer of the same range
+    from duplicating a row.
+    """
+    ordered = in_key_order(rows)
+    with connection(settings) as conn:
+        stored_before = count_scored(conn, version, start, end)
+    if stored_before:
+        return write_staged(
+            ordered,
+            settings,
+            PREDICTIONS_TABLE,
+            partial(replace_scored_range, version=version, start=start, end=end),
+            columns=PREDICTION_COLUMNS,
+        )
+    append_in_one_transaction(ordered, settings, PREDICTIONS_TABLE)
+    with connection(settings) as conn:
+        return count_scored(conn, version, start, end)

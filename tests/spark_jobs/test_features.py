@@ -3,13 +3,23 @@
 from __future__ import annotations
 
 import math
+import random
 from datetime import date, timedelta
 from typing import Any
 
 import pytest
+from pyspark.sql import Window
+from pyspark.sql import functions as F
 
-from spark_jobs.features import FEATURE_COLUMNS, build_features, feature_types
-from spark_jobs.schemas import PROCESSED_SCHEMA
+from spark_jobs.features import (
+    CONTINUOUS_FEATURES,
+    FEATURE_COLUMNS,
+    LONG_WINDOW,
+    SHORT_WINDOW,
+    build_features,
+    feature_types,
+)
+from spark_jobs.schemas import AMOUNT_FEATURES, PROCESSED_SCHEMA, USAGE_FEATURES
 
 DAY0 = date(2024, 1, 1)
 
@@ -96,3 +106,61 @@ def test_feature_types_are_declared_for_every_feature() -> None:
     assert [entry["name"] for entry in declared] == list(FEATURE_COLUMNS)
     assert {entry["type"] for entry in declared} == {"continuous", "categorical"}
     assert [e["name"] for e in declared if e["type"] == "categorical"] == ["usage_profile"]
+
+
+def _sliding_window_sums(processed: Any, first_day: date) -> dict[tuple[date, str], list[Any]]:
+    """Every trailing sum and count the features derive from, each summed over its own frame.
+
+    The plain formulation build_features replaced with running totals for the counts.
+    """
+    by_user = Window.partitionBy("User").orderBy("_day")
+    short = by_user.rangeBetween(-(SHORT_WINDOW - 1), 0)
+    long = by_user.rangeBetween(-(LONG_WINDOW - 1), 0)
+    frame = processed.withColumn("_day", F.datediff("Date", F.lit(first_day))).select(
+        "Date",
+        "User",
+        *(F.sum(u).over(w) for u in USAGE_FEATURES for w in (short, long)),
+        F.count(F.lit(1)).over(short),
+        F.count(F.lit(1)).over(long),
+    )
+    return {(row[0], row[1]): list(row[2:]) for row in frame.collect()}
+
+
+def test_running_totals_give_the_sliding_sums_bit_for_bit(spark: Any) -> None:
+    # Gaps of every length up to past the long window, large and fractional amounts, zeros.
+    draw = random.Random(7)
+    rows: list[dict[str, Any]] = []
+    for user in ("a", "b", "c"):
+        day = draw.randrange(3)
+        while day < 75:
+            rows.append(
+                {
+                    "Date": DAY0 + timedelta(days=day),
+                    "User": user,
+                    "M_Out_Call_Count": draw.randrange(10**12),
+                    "M_In_SMS_Count": draw.choice([0, 1, 7]),
+                    "M_Data_Count": draw.randrange(50),
+                    **{
+                        amount: draw.uniform(0, 10) ** draw.randrange(9)
+                        for amount in AMOUNT_FEATURES
+                    },
+                }
+            )
+            day += draw.choice([1, 1, 1, 2, 3, 8, 29])
+    processed = _processed(spark, rows)
+
+    built = _by_key(build_features(processed, DAY0, min_history_days=1))
+    sums = _sliding_window_sums(processed, DAY0)
+
+    assert built.keys() == sums.keys()
+    for key, row in built.items():
+        day = (key[0] - DAY0).days
+        covered_short, covered_long = min(SHORT_WINDOW, day + 1), min(LONG_WINDOW, day + 1)
+        values = iter(sums[key])
+        for usage in USAGE_FEATURES:
+            recent, whole = next(values), next(values)
+            assert row[f"{usage}_mean_7"] == recent / covered_short, (key, usage)
+            assert row[f"{usage}_mean_28"] == whole / covered_long, (key, usage)
+        assert row["active_share_7"] == next(values) / covered_short
+        assert row["active_share_28"] == next(values) / covered_long
+        assert all(not math.isnan(row[name]) for name in CONTINUOUS_FEATURES)

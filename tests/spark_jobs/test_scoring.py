@@ -38,7 +38,7 @@ from spark_jobs.features import build_features
 from spark_jobs.io import read_processed, write_staged
 from spark_jobs.model import run_model
 from spark_jobs.schemas import DATE, USER
-from spark_jobs.scoring import prediction_rows, run_score
+from spark_jobs.scoring import in_key_order, prediction_rows, run_score, store_scores
 
 DATE_COLUMN = "as_of_date"
 VERSION = "v-typed"
@@ -186,6 +186,64 @@ def test_a_job_row_fills_its_slots_and_leaves_the_others_null(spark: Any) -> Non
     assert first is not None
     assert first["f01"] == _ROWS[0][3] and first["c1"] == "voice"
     assert first["f03"] is None and first["c2"] is None
+
+
+def test_key_order_is_one_partition_sorted_by_date_and_subscriber(spark: Any) -> None:
+    predicted = spark.createDataFrame(_ROWS[::-1], _SCHEMA).repartition(3)
+
+    ordered = in_key_order(prediction_rows(predicted, _card(), REFERENCE, keep_label=True))
+
+    assert ordered.rdd.getNumPartitions() == 1
+    keys = [(row["as_of_date"], row["subscriber"]) for row in ordered.collect()]
+    assert keys == sorted((row[0], row[1]) for row in _ROWS)
+
+
+def test_store_scores_writes_a_new_range_then_replaces_it(
+    spark: Any, db_settings: Settings
+) -> None:
+    _write_reference(spark, db_settings)
+    later = [(d + timedelta(days=10), *rest) for d, *rest in _ROWS]
+    start, end = DAY + timedelta(days=10), DAY + timedelta(days=11)
+    rows = prediction_rows(
+        spark.createDataFrame(later, _SCHEMA), _card(), ANALYSIS, keep_label=False
+    )
+
+    def analysis() -> pd.DataFrame:
+        with connection(db_settings) as conn:
+            return load_analysis(conn, VERSION, CONTINUOUS, CATEGORICAL, label_delay_days=0)
+
+    assert store_scores(db_settings, rows, VERSION, start, end) == len(later)  # empty range
+    first = analysis()
+    assert store_scores(db_settings, rows, VERSION, start, end) == len(later)  # replaces
+    second = analysis()
+
+    assert len(second) == len(later)
+    assert (second["prediction_id"] > first["prediction_id"].max()).all()
+    columns = [c for c in first.columns if c != "prediction_id"]
+    pd.testing.assert_frame_equal(first[columns], second[columns])
+    for name in (*CONTINUOUS, *CATEGORICAL):
+        assert _same(first[name].tolist(), _expected(name)), name
+
+
+def test_a_failed_write_into_a_new_range_stores_no_row(spark: Any, db_settings: Settings) -> None:
+    _write_reference(spark, db_settings)
+    # The last row in key order has no probability: the server refuses it after the
+    # others were sent, one per round trip.
+    nullable = StructType([StructField(f.name, f.dataType, True) for f in _SCHEMA.fields])
+    later = [(d + timedelta(days=10), *rest) for d, *rest in _ROWS]
+    later[-1] = (*later[-1][:-1], None)
+    start, end = DAY + timedelta(days=10), DAY + timedelta(days=11)
+    rows = prediction_rows(
+        spark.createDataFrame(later, nullable), _card(), ANALYSIS, keep_label=False
+    )
+    one_by_one = db_settings.model_copy(update={"jdbc_batch_size": 1})
+
+    # Spark wraps the driver's error in its own exception types.
+    with pytest.raises(Exception, match="probability"):
+        store_scores(one_by_one, rows, VERSION, start, end)
+
+    with connection(db_settings) as conn:
+        assert load_analysis(conn, VERSION, CONTINUOUS, CATEGORICAL, label_delay_days=0).empty
 
 
 HISTORY = GeneratorConfig(subscribers=300, days=45, churn_rate=0.3, seed=11)
