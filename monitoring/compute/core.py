@@ -17,14 +17,14 @@ import logging
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from monitoring.compute.calibration import expected_calibration_error
+from monitoring.compute.calibration import calibration_gap, expected_calibration_error
 from monitoring.compute.chunking import ChunkBounds, PresortedChunker, chunk_bounds, chunk_ids
 from monitoring.compute.drift import (
     MultivariateModel,
@@ -40,13 +40,23 @@ from monitoring.compute.prepare import (
     prepare_analysis,
     prepare_reference,
 )
-from monitoring.compute.quality import QualityModel, fit_quality, missing_values, unseen_values
+from monitoring.compute.quality import (
+    ZERO_VALUES,
+    ZERO_VALUES_RATE,
+    QualityModel,
+    fit_quality,
+    missing_values,
+    unseen_values,
+    zero_shares,
+)
 from monitoring.compute.realized import (
     RealizedPerformance,
     estimate_realized_alerts,
     realized_performance,
 )
 from monitoring.compute.result import (
+    CALIBRATION,
+    CALIBRATION_METHOD,
     CHUNK_TOO_SMALL,
     FEW_REFERENCE_CHUNKS,
     METRICS,
@@ -74,6 +84,7 @@ from monitoring.compute.thresholds import (
     bootstrap_reference,
     distance_bound,
     performance_bounds,
+    share_bound,
     upper_bound,
 )
 from monitoring.errors import InputError, InsufficientDataError
@@ -95,11 +106,15 @@ class AlertThresholds:
         metrics: Per performance metric; estimate and realized value share it.
         univariate: Per feature with a distance method (chi2 keeps its p-value rule).
         multivariate: The PCA reconstruction error's.
+        calibration: The realized calibration gap's (two-sided: either sign is miscalibration).
+        zero_values: Per continuous feature, its share of zeros' (upper only).
     """
 
     metrics: dict[str, Bounds]
     univariate: dict[str, Bounds]
     multivariate: Bounds
+    calibration: Bounds = field(default_factory=lambda: Bounds(None, None))
+    zero_values: dict[str, Bounds] = field(default_factory=dict)
 
 
 log = logging.getLogger(__name__)
@@ -163,6 +178,13 @@ class FittedMonitor:
                     rows_chunk, len(bounds), labels, scores, frame[mapping.y_pred].to_numpy()
                 )
                 ece = expected_calibration_error(rows_chunk, len(bounds), labels, scores)
+                calibration = _statistic(
+                    CALIBRATION,
+                    CALIBRATION,
+                    CALIBRATION_METHOD,
+                    calibration_gap(rows_chunk, len(bounds), labels, scores),
+                    self.thresholds.calibration,
+                )
             with _stage("univariate_drift"):
                 univariate = [
                     _rethreshold(series, self.thresholds.univariate.get(series.subject))
@@ -176,8 +198,23 @@ class FittedMonitor:
             with _stage("data_quality"):
                 missing = missing_values(self._quality, frame, mapping)
                 unseen = unseen_values(self._quality, frame, mapping)
-        return self._assemble(
-            bounds, estimates, realized, ece, univariate, multivariate, missing, unseen
+                shares = zero_shares(frame, mapping.continuous, rows_chunk, len(bounds))
+                zeros = [
+                    _statistic(
+                        ZERO_VALUES,
+                        name,
+                        ZERO_VALUES_RATE,
+                        shares[name],
+                        self.thresholds.zero_values.get(name, Bounds(None, None)),
+                    )
+                    for name in mapping.continuous
+                ]
+        return replace(
+            self._assemble(
+                bounds, estimates, realized, ece, univariate, multivariate, missing, unseen
+            ),
+            calibration=calibration,
+            zero_values=tuple(zeros),
         )
 
     def _assemble(
@@ -381,15 +418,23 @@ def fit_thresholds(
         policy.seed,
         pooled=True,
     )
-    realized = _realized(pooled, _resample_bounds(pooled, mapping, chunking, samples), mapping)
+    pooled_bounds = _resample_bounds(pooled, mapping, chunking, samples)
+    realized = _realized(pooled, pooled_bounds, mapping)
     chunk_realized = _realized(frame, bounds, mapping)
-    per_metric = policy.performance_rate / len(METRICS)
+    # The realized calibration shares the performance rate with the metrics.
+    per_metric = policy.performance_rate / (len(METRICS) + 1)
     metrics = {
         name: performance_bounds(
             realized.metrics[name], chunk_realized.metrics[name], per_metric, policy.direction
         )
         for name in METRICS
     }
+    calibration = performance_bounds(
+        _calibration_gaps(pooled, pooled_bounds, mapping),
+        _calibration_gaps(frame, bounds, mapping),
+        per_metric,
+        "both",
+    )
     by_chunk = bootstrap_reference(
         frame, bounds, chunking, mapping.timestamp, samples, policy.seed, pooled=False
     )
@@ -406,6 +451,58 @@ def fit_thresholds(
         metrics=metrics,
         univariate=univariate_bounds,
         multivariate=upper_bound(np.array(null_error), policy.multivariate_rate),
+        calibration=calibration,
+        zero_values=_zero_share_bounds(frame, bounds, by_chunk, mapping, chunking, policy),
+    )
+
+
+def _zero_share_bounds(
+    frame: pd.DataFrame,
+    bounds: list[ChunkBounds],
+    by_chunk: pd.DataFrame,
+    mapping: ColumnMapping,
+    chunking: Chunking,
+    policy: AlertPolicy,
+) -> dict[str, Bounds]:
+    # By-chunk resamples, as for drift: a feed's share of zeros varies with the day.
+    samples = policy.bootstrap_samples
+    resampled = _resample_bounds(by_chunk, mapping, chunking, samples)
+    null_shares = zero_shares(
+        by_chunk, mapping.continuous, chunk_ids(resampled, len(by_chunk)), samples
+    )
+    chunk_shares = zero_shares(
+        frame, mapping.continuous, chunk_ids(bounds, len(frame)), len(bounds)
+    )
+    rows = int(np.median([chunk.rows for chunk in bounds]))
+    per_feature = policy.quality_rate / max(1, len(mapping.continuous))
+    return {
+        name: share_bound(null_shares[name], chunk_shares[name], rows, per_feature)
+        for name in mapping.continuous
+    }
+
+
+def _calibration_gaps(
+    frame: pd.DataFrame, bounds: list[ChunkBounds], mapping: ColumnMapping
+) -> np.ndarray:
+    return calibration_gap(
+        chunk_ids(bounds, len(frame)),
+        len(bounds),
+        frame[mapping.y_true].to_numpy(),
+        frame[mapping.y_pred_proba].to_numpy(),
+    )
+
+
+def _statistic(
+    kind: str, subject: str, method: str, values: np.ndarray, bounds: Bounds
+) -> StatisticSeries:
+    return StatisticSeries(
+        kind=kind,
+        subject=subject,
+        method=method,
+        values=tuple(float(value) for value in values),
+        lower_threshold=bounds.lower,
+        upper_threshold=bounds.upper,
+        alert=tuple(bool(flag) for flag in bounds.alerts(values)),
     )
 
 

@@ -1,12 +1,19 @@
 """Data quality of the model's inputs: missing values per feature, values the reference never
-saw per categorical feature (NannyML's data-quality calculators).
+saw per categorical feature (NannyML's data-quality calculators), and the share of zeros per
+continuous feature.
 
 A missing-value rate alerts outside mean ± 3 standard deviations of the reference chunks' rates,
 so with a complete reference any missing value alerts; any unseen value alerts.
+
+A feed that stops (a usage column arriving NULL or zero) reaches the features as zeros, since
+the analysis sums no reading as no usage: neither missing nor unseen, and a drift detector
+sees only a shift. The zero share names the fault: the share of a continuous feature's values
+that are exactly 0 alerts above a bound set from the reference (`zero_share_bounds`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,8 +28,10 @@ from monitoring.compute.spec import ColumnMapping
 
 MISSING_VALUES = "missing_values"
 UNSEEN_VALUES = "unseen_values"
+ZERO_VALUES = "zero_values"
 MISSING_VALUES_RATE = "missing_values_rate"
 UNSEEN_VALUES_RATE = "unseen_values_rate"
+ZERO_VALUES_RATE = "zero_values_rate"
 
 
 @dataclass(frozen=True)
@@ -90,3 +99,28 @@ def _categorical(frame: pd.DataFrame, mapping: ColumnMapping) -> pd.DataFrame:
         categories = np.arange(int(integer_codes.max(initial=-1)) + 1)
         columns[name] = pd.Categorical.from_codes(integer_codes, categories=categories)
     return pd.DataFrame(columns)
+
+
+def zero_shares(
+    frame: pd.DataFrame, features: Sequence[str], chunk_ids: np.ndarray, chunks: int
+) -> dict[str, np.ndarray]:
+    """Per feature, the share of each chunk's known (not NaN) values that are exactly 0.
+
+    Args:
+        frame: Rows in chunk order, with the ``features`` columns (numeric).
+        features: The continuous features.
+        chunk_ids: Each row's chunk number, in [0, chunks).
+        chunks: Number of chunks.
+
+    Returns:
+        One array per feature, one value per chunk; NaN for a chunk without known values.
+    """
+    shares = {}
+    for name in features:
+        values = frame[name].to_numpy(dtype=np.float64, na_value=np.nan)
+        known = ~np.isnan(values)
+        rows = np.bincount(chunk_ids[known], minlength=chunks).astype(np.float64)
+        zeros = np.bincount(chunk_ids[known & (values == 0.0)], minlength=chunks)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            shares[name] = np.where(rows > 0, zeros / rows, np.nan)
+    return shares
