@@ -117,10 +117,11 @@ def performance_bounds(
     return Bounds(mean - z * spread, mean + z * spread)
 
 
-def upper_bound(values: np.ndarray, rate: float) -> Bounds:
+def upper_bound(values: np.ndarray, rate: float, chunk_values: np.ndarray | None = None) -> Bounds:
     """An upper bound crossed by a clean chunk with chance ``rate``, from bootstrap values
-    (normal quantile)."""
-    mean, spread = _mean_spread(values, np.array([]))
+    (normal quantile); the spread of ``chunk_values``, the reference chunks', is its floor."""
+    floor = np.array([]) if chunk_values is None else chunk_values
+    mean, spread = _mean_spread(values, floor)
     if math.isnan(mean):
         return Bounds(None, None)
     return Bounds(None, mean + _z(rate) * spread)
