@@ -5,8 +5,6 @@ from __future__ import annotations
 import numpy as np
 
 ECE_BINS = 10
-# Score bands of the calibration shift: ten of the reference's rows each, as ECE's bins.
-CALIBRATION_BANDS = 10
 
 
 def expected_calibration_error(
@@ -71,65 +69,3 @@ def calibration_gap(
     sums = np.bincount(ids, weights=differences, minlength=chunks)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(rows > 0, sums / rows, np.nan)
-
-
-def score_bands(y_pred_proba: np.ndarray, bands: int = CALIBRATION_BANDS) -> np.ndarray:
-    """Inner edges of ``bands`` score bands holding about as many reference rows each.
-
-    Ties can merge bands: the edges are unique, so there may be fewer.
-    """
-    quantiles = np.quantile(y_pred_proba, np.linspace(0, 1, bands + 1)[1:-1])
-    return np.unique(quantiles)
-
-
-def band_rates(y_true: np.ndarray, y_pred_proba: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    """The churn rate of each score band (`score_bands`) over labelled rows; NaN if empty."""
-    labelled = ~np.isnan(y_true)
-    band = np.searchsorted(edges, y_pred_proba[labelled], side="right")
-    rows = np.bincount(band, minlength=len(edges) + 1).astype(np.float64)
-    positives = np.bincount(band, weights=y_true[labelled], minlength=len(edges) + 1)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(rows > 0, positives / rows, np.nan)
-
-
-def calibration_shift(
-    chunk_ids: np.ndarray,
-    chunks: int,
-    y_true: np.ndarray,
-    y_pred_proba: np.ndarray,
-    edges: np.ndarray,
-    rates: np.ndarray,
-) -> np.ndarray:
-    """How far each chunk's labels are from what the reference's calibration expects.
-
-    Per score band b, the expected churners are the band's labelled rows times the
-    reference's churn rate of the band (the score-to-label relation CBPE's estimates rest on);
-    the statistic is sum_b |observed_b - expected_b| / labelled rows, an expected calibration
-    error measured against the reference's calibration instead of against the scores. It
-    stays near its sampling floor while that relation holds and grows when it changes:
-    churners the scores rank low (concept drift) or more churners at every score (a higher
-    churn rate).
-
-    Args:
-        chunk_ids: Each row's chunk number, in [0, chunks).
-        chunks: Number of chunks.
-        y_true: Labels 0/1, NaN when not known yet (those rows are left out).
-        y_pred_proba: The model's scores.
-        edges: The reference's score bands (`score_bands`).
-        rates: The reference's churn rate per band (`band_rates`); NaN counts as 0.
-
-    Returns:
-        One value per chunk, in [0, 1]; NaN for a chunk without labelled rows.
-    """
-    labelled = ~np.isnan(y_true)
-    bands = len(edges) + 1
-    band = np.searchsorted(edges, y_pred_proba[labelled], side="right")
-    cells = chunk_ids[labelled] * bands + band
-    size = chunks * bands
-    observed = np.bincount(cells, weights=y_true[labelled], minlength=size)
-    expected = np.nan_to_num(rates)[band]
-    expected_sums = np.bincount(cells, weights=expected, minlength=size)
-    gaps = np.abs(observed - expected_sums).reshape(chunks, bands).sum(axis=1)
-    rows = np.bincount(chunk_ids[labelled], minlength=chunks).astype(np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(rows > 0, gaps / rows, np.nan)

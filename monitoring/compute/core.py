@@ -24,13 +24,7 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from monitoring.compute.calibration import (
-    band_rates,
-    calibration_gap,
-    calibration_shift,
-    expected_calibration_error,
-    score_bands,
-)
+from monitoring.compute.calibration import calibration_gap, expected_calibration_error
 from monitoring.compute.chunking import ChunkBounds, PresortedChunker, chunk_bounds, chunk_ids
 from monitoring.compute.drift import (
     MultivariateModel,
@@ -63,7 +57,6 @@ from monitoring.compute.realized import (
 from monitoring.compute.result import (
     CALIBRATION,
     CALIBRATION_METHOD,
-    CALIBRATION_SHIFT_METHOD,
     CHUNK_TOO_SMALL,
     FEW_REFERENCE_CHUNKS,
     METRICS,
@@ -114,7 +107,6 @@ class AlertThresholds:
         univariate: Per feature with a distance method (chi2 keeps its p-value rule).
         multivariate: The PCA reconstruction error's.
         calibration: The realized calibration gap's (two-sided: either sign is miscalibration).
-        calibration_shift: The calibration shift's (upper only).
         zero_values: Per continuous feature, its share of zeros' (upper only).
     """
 
@@ -122,37 +114,10 @@ class AlertThresholds:
     univariate: dict[str, Bounds]
     multivariate: Bounds
     calibration: Bounds = field(default_factory=lambda: Bounds(None, None))
-    calibration_shift: Bounds = field(default_factory=lambda: Bounds(None, None))
     zero_values: dict[str, Bounds] = field(default_factory=dict)
 
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ReferenceCalibration:
-    """The reference's churn rate per score band, which the calibration shift compares with.
-
-    Attributes:
-        edges: Inner edges of the score bands (`score_bands`).
-        rates: Churn rate per band.
-    """
-
-    edges: np.ndarray
-    rates: np.ndarray
-
-    @classmethod
-    def of(cls, frame: pd.DataFrame, mapping: ColumnMapping) -> ReferenceCalibration:
-        """The bands and rates of a prepared reference frame."""
-        scores = frame[mapping.y_pred_proba].to_numpy()
-        edges = score_bands(scores)
-        return cls(edges, band_rates(frame[mapping.y_true].to_numpy(), scores, edges))
-
-    def shift(
-        self, chunk_ids: np.ndarray, chunks: int, y_true: np.ndarray, y_pred_proba: np.ndarray
-    ) -> np.ndarray:
-        """`calibration_shift` of each chunk against these bands and rates."""
-        return calibration_shift(chunk_ids, chunks, y_true, y_pred_proba, self.edges, self.rates)
 
 
 @dataclass(frozen=True)
@@ -186,7 +151,6 @@ class FittedMonitor:
     _univariate: Any
     _multivariate: MultivariateModel
     _quality: QualityModel
-    _reference_calibration: ReferenceCalibration
 
     def calculate(self, analysis: pd.DataFrame) -> MonitoringResult:
         """Estimate performance, drift and data quality for every chunk of ``analysis``.
@@ -221,13 +185,6 @@ class FittedMonitor:
                     calibration_gap(rows_chunk, len(bounds), labels, scores),
                     self.thresholds.calibration,
                 )
-                shift = _statistic(
-                    CALIBRATION,
-                    CALIBRATION,
-                    CALIBRATION_SHIFT_METHOD,
-                    self._reference_calibration.shift(rows_chunk, len(bounds), labels, scores),
-                    self.thresholds.calibration_shift,
-                )
             with _stage("univariate_drift"):
                 univariate = [
                     _rethreshold(series, self.thresholds.univariate.get(series.subject))
@@ -257,7 +214,6 @@ class FittedMonitor:
                 bounds, estimates, realized, ece, univariate, multivariate, missing, unseen
             ),
             calibration=calibration,
-            calibration_shift=shift,
             zero_values=tuple(zeros),
         )
 
@@ -366,17 +322,9 @@ def fit_monitor(
         with _stage("fit_data_quality"):
             quality = fit_quality(frame, mapping, chunker)
         policy = policy or AlertPolicy()
-        reference_calibration = ReferenceCalibration.of(frame, mapping)
         with _stage("bootstrap_thresholds"):
             thresholds = fit_thresholds(
-                frame,
-                bounds,
-                mapping,
-                chunking,
-                univariate,
-                multivariate,
-                policy,
-                reference_calibration,
+                frame, bounds, mapping, chunking, univariate, multivariate, policy
             )
     _log_warnings(warnings)
     return FittedMonitor(
@@ -393,7 +341,6 @@ def fit_monitor(
         _univariate=univariate,
         _multivariate=multivariate,
         _quality=quality,
-        _reference_calibration=reference_calibration,
     )
 
 
@@ -448,7 +395,6 @@ def fit_thresholds(
     univariate: Any,
     multivariate: MultivariateModel,
     policy: AlertPolicy,
-    reference_calibration: ReferenceCalibration | None = None,
 ) -> AlertThresholds:
     """The alert bands of a prepared reference frame, from resamples of its chunks.
 
@@ -460,10 +406,7 @@ def fit_thresholds(
         univariate: The fitted univariate drift calculator.
         multivariate: The fitted multivariate drift model.
         policy: The false-alarm rates and the number of resamples.
-        reference_calibration: The score bands of the calibration shift; default those of
-            ``frame``.
     """
-    reference_calibration = reference_calibration or ReferenceCalibration.of(frame, mapping)
     samples = policy.bootstrap_samples
     performance_columns = [mapping.timestamp, mapping.y_true, mapping.y_pred_proba, mapping.y_pred]
     pooled = bootstrap_reference(
@@ -492,11 +435,6 @@ def fit_thresholds(
         per_metric,
         "both",
     )
-    calibration_shift = upper_bound(
-        _calibration_shifts(pooled, pooled_bounds, mapping, reference_calibration),
-        per_metric,
-        _calibration_shifts(frame, bounds, mapping, reference_calibration),
-    )
     by_chunk = bootstrap_reference(
         frame, bounds, chunking, mapping.timestamp, samples, policy.seed, pooled=False
     )
@@ -514,7 +452,6 @@ def fit_thresholds(
         univariate=univariate_bounds,
         multivariate=upper_bound(np.array(null_error), policy.multivariate_rate),
         calibration=calibration,
-        calibration_shift=calibration_shift,
         zero_values=_zero_share_bounds(frame, bounds, by_chunk, mapping, chunking, policy),
     )
 
@@ -548,20 +485,6 @@ def _calibration_gaps(
     frame: pd.DataFrame, bounds: list[ChunkBounds], mapping: ColumnMapping
 ) -> np.ndarray:
     return calibration_gap(
-        chunk_ids(bounds, len(frame)),
-        len(bounds),
-        frame[mapping.y_true].to_numpy(),
-        frame[mapping.y_pred_proba].to_numpy(),
-    )
-
-
-def _calibration_shifts(
-    frame: pd.DataFrame,
-    bounds: list[ChunkBounds],
-    mapping: ColumnMapping,
-    reference_calibration: ReferenceCalibration,
-) -> np.ndarray:
-    return reference_calibration.shift(
         chunk_ids(bounds, len(frame)),
         len(bounds),
         frame[mapping.y_true].to_numpy(),

@@ -35,7 +35,6 @@ MULTIVARIATE_METHOD = "pca_reconstruction_error"
 # method, and the name its alerts carry among the realized-performance reasons.
 CALIBRATION = "calibration"
 CALIBRATION_METHOD = "observed_minus_predicted"
-CALIBRATION_SHIFT_METHOD = "shift_from_reference"
 
 Verdict = Literal["healthy", "performance_degraded", "data_drift", "data_quality"]
 HEALTHY: Verdict = "healthy"
@@ -297,10 +296,6 @@ class MonitoringResult:
             alerts are realized-performance alerts named ``calibration``. None when not
             computed.
         zero_values: Share of zeros per continuous feature, in mapping order.
-        calibration_shift: Per chunk, how far its labels are from the reference's churn rate
-            per score band (`monitoring.compute.calibration.calibration_shift`): the
-            score-to-label relation CBPE assumes, so its alerts are estimate-vs-realized
-            alerts named ``calibration``. None when not computed.
     """
 
     chunking: Chunking
@@ -316,7 +311,6 @@ class MonitoringResult:
     alert_direction: str = "lower"
     calibration: StatisticSeries | None = None
     zero_values: tuple[StatisticSeries, ...] = ()
-    calibration_shift: StatisticSeries | None = None
 
     def metric(self, name: str) -> MetricSeries:
         """The series of metric ``name``.
@@ -348,8 +342,7 @@ class MonitoringResult:
             "estimated_performance": sum(sum(m.alert) for m in self.metrics),
             "realized_performance": sum(_true(m.realized_alert) for m in self.metrics)
             + calibration,
-            "estimate_vs_realized": sum(_true(m.estimate_realized_alert) for m in self.metrics)
-            + (0 if self.calibration_shift is None else self.calibration_shift.alerts),
+            "estimate_vs_realized": sum(_true(m.estimate_realized_alert) for m in self.metrics),
             "univariate_drift": sum(series.alerts for series in self.univariate),
             "multivariate_drift": self.multivariate.alerts,
             "missing_values": sum(series.alerts for series in self.missing_values),
@@ -378,18 +371,12 @@ class MonitoringResult:
                 names += (CALIBRATION,)
             return names
 
-        def versus(index: int) -> tuple[str, ...]:
-            names = flagged(self.metrics, index, "estimate_realized_alert")
-            if self.calibration_shift is not None and self.calibration_shift.alert[index]:
-                names += (CALIBRATION,)
-            return names
-
         return tuple(
             ChunkVerdict.of(
                 chunk.key,
                 estimated_performance=flagged(self.metrics, index, "alert"),
                 realized_performance=realized(index),
-                estimate_vs_realized=versus(index),
+                estimate_vs_realized=flagged(self.metrics, index, "estimate_realized_alert"),
                 univariate_drift=flagged(self.univariate, index, "alert"),
                 multivariate_drift=self.multivariate.alert[index],
                 missing_values=flagged(self.missing_values, index, "alert"),
@@ -450,14 +437,9 @@ class MonitoringResult:
                     ("zero_values", self.zero_values),
                 )
             },
-            "calibration": {
-                name: _alerting_json(series, chunk_keys)
-                for name, series in (
-                    ("gap", self.calibration),
-                    ("shift", self.calibration_shift),
-                )
-                if series is not None
-            },
+            "calibration": (
+                None if self.calibration is None else _alerting_json(self.calibration, chunk_keys)
+            ),
             "warnings": [warning.to_json() for warning in self.warnings],
         }
 
@@ -523,14 +505,9 @@ class MonitoringResult:
                     series.subject: self._statistic_json(series) for series in self.zero_values
                 },
             },
-            "calibration": {
-                name: self._statistic_json(series)
-                for name, series in (
-                    ("gap", self.calibration),
-                    ("shift", self.calibration_shift),
-                )
-                if series is not None
-            },
+            "calibration": (
+                None if self.calibration is None else self._statistic_json(self.calibration)
+            ),
             "alerts": self.alert_counts(),
             "warnings": [warning.to_json() for warning in self.warnings],
         }

@@ -117,11 +117,10 @@ def performance_bounds(
     return Bounds(mean - z * spread, mean + z * spread)
 
 
-def upper_bound(values: np.ndarray, rate: float, chunk_values: np.ndarray | None = None) -> Bounds:
+def upper_bound(values: np.ndarray, rate: float) -> Bounds:
     """An upper bound crossed by a clean chunk with chance ``rate``, from bootstrap values
-    (normal quantile); the spread of ``chunk_values``, the reference chunks', is its floor."""
-    floor = np.array([]) if chunk_values is None else chunk_values
-    mean, spread = _mean_spread(values, floor)
+    (normal quantile)."""
+    mean, spread = _mean_spread(values, np.array([]))
     if math.isnan(mean):
         return Bounds(None, None)
     return Bounds(None, mean + _z(rate) * spread)

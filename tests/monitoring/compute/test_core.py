@@ -76,10 +76,6 @@ def test_concept_drift_fires_the_estimate_vs_realized_alert_on_the_drifted_chunk
         assert result.metric(name).estimate_realized_alert[:4] == (False,) * 4
     assert result.metric("roc_auc").alert == (False,) * 8  # CBPE alone sees nothing
     assert result.multivariate.alerts == 0
-    # The labels leave the reference's churn rate per score band from day 4.
-    assert result.calibration_shift is not None
-    assert result.calibration_shift.alert == (False,) * 4 + (True,) * 4
-    assert all("estimate_vs_realized:calibration" in v.reasons for v in result.verdicts()[4:])
 
 
 def test_covariate_drift_fires_univariate_and_multivariate_alerts(
@@ -179,7 +175,7 @@ def test_a_churn_rate_the_scores_do_not_explain_fires_the_realized_calibration_a
     assert all("realized_performance:calibration" in v.reasons for v in verdicts[4:])
     assert all(v.verdict == "healthy" for v in verdicts[:4])
     assert result.alert_counts()["realized_performance"] >= 4
-    assert _strict_json(result)["calibration"]["gap"]["alerts"] == 4
+    assert _strict_json(result)["calibration"]["alerts"] == 4
 
 
 def test_small_and_single_class_chunks_are_warned_about_not_left_as_silent_nan(
