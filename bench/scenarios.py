@@ -249,13 +249,16 @@ def read_alerts(result: MonitoringResult, first_stream_day: date) -> AlertSeries
         return tuple(any(bool(flags[i]) for flags in series) for i in range(n))
 
     metrics = result.metrics
+    # The realized calibration counts as realized performance, as in `MonitoringResult.verdicts`.
+    calibration = [] if result.calibration is None else [result.calibration.alert]
+    quality = (*result.missing_values, *result.unseen_values, *result.zero_values)
     flags = {
         ESTIMATED: any_of([m.alert for m in metrics]),
-        REALIZED: any_of([m.realized_alert for m in metrics]),
+        REALIZED: any_of([*(m.realized_alert for m in metrics), *calibration]),
         ESTIMATE_VS_REALIZED: any_of([m.estimate_realized_alert for m in metrics]),
         UNIVARIATE: any_of([s.alert for s in result.univariate]),
         MULTIVARIATE: tuple(bool(flag) for flag in result.multivariate.alert),
-        DATA_QUALITY: any_of([s.alert for s in (*result.missing_values, *result.unseen_values)]),
+        DATA_QUALITY: any_of([s.alert for s in quality]),
     }
     flags[PERFORMANCE] = any_of([flags[ESTIMATED], flags[REALIZED], flags[ESTIMATE_VS_REALIZED]])
     flags[DRIFT] = any_of([flags[UNIVARIATE], flags[MULTIVARIATE]])
