@@ -42,11 +42,12 @@ from monitoring.compute.prepare import (
 )
 from monitoring.compute.quality import (
     ZERO_VALUES,
-    ZERO_VALUES_RATE,
     QualityModel,
     fit_quality,
     missing_values,
     unseen_values,
+    zero_method,
+    zero_partners,
     zero_shares,
 )
 from monitoring.compute.realized import (
@@ -108,6 +109,8 @@ class AlertThresholds:
         multivariate: The PCA reconstruction error's.
         calibration: The realized calibration gap's (two-sided: either sign is miscalibration).
         zero_values: Per continuous feature, its share of zeros' (upper only).
+        zero_partners: Per continuous feature, the feature whose nonzero value contradicts
+            its zero (`monitoring.compute.quality.zero_partners`), or None.
     """
 
     metrics: dict[str, Bounds]
@@ -115,6 +118,7 @@ class AlertThresholds:
     multivariate: Bounds
     calibration: Bounds = field(default_factory=lambda: Bounds(None, None))
     zero_values: dict[str, Bounds] = field(default_factory=dict)
+    zero_partners: dict[str, str | None] = field(default_factory=dict)
 
 
 log = logging.getLogger(__name__)
@@ -198,12 +202,13 @@ class FittedMonitor:
             with _stage("data_quality"):
                 missing = missing_values(self._quality, frame, mapping)
                 unseen = unseen_values(self._quality, frame, mapping)
-                shares = zero_shares(frame, mapping.continuous, rows_chunk, len(bounds))
+                partners = self.thresholds.zero_partners
+                shares = zero_shares(frame, mapping.continuous, rows_chunk, len(bounds), partners)
                 zeros = [
                     _statistic(
                         ZERO_VALUES,
                         name,
-                        ZERO_VALUES_RATE,
+                        zero_method(partners.get(name)),
                         shares[name],
                         self.thresholds.zero_values.get(name, Bounds(None, None)),
                     )
@@ -447,12 +452,16 @@ def fit_thresholds(
         if series.method in _DISTANCE_METHODS
     }
     null_error = multivariate_drift(multivariate, by_chunk, mapping).values
+    partners = zero_partners(frame, mapping.continuous)
     return AlertThresholds(
         metrics=metrics,
         univariate=univariate_bounds,
         multivariate=upper_bound(np.array(null_error), policy.multivariate_rate),
         calibration=calibration,
-        zero_values=_zero_share_bounds(frame, bounds, by_chunk, mapping, chunking, policy),
+        zero_values=_zero_share_bounds(
+            frame, bounds, by_chunk, mapping, chunking, policy, partners
+        ),
+        zero_partners=partners,
     )
 
 
@@ -463,15 +472,16 @@ def _zero_share_bounds(
     mapping: ColumnMapping,
     chunking: Chunking,
     policy: AlertPolicy,
+    partners: dict[str, str | None],
 ) -> dict[str, Bounds]:
     # By-chunk resamples, as for drift: a feed's share of zeros varies with the day.
     samples = policy.bootstrap_samples
     resampled = _resample_bounds(by_chunk, mapping, chunking, samples)
     null_shares = zero_shares(
-        by_chunk, mapping.continuous, chunk_ids(resampled, len(by_chunk)), samples
+        by_chunk, mapping.continuous, chunk_ids(resampled, len(by_chunk)), samples, partners
     )
     chunk_shares = zero_shares(
-        frame, mapping.continuous, chunk_ids(bounds, len(frame)), len(bounds)
+        frame, mapping.continuous, chunk_ids(bounds, len(frame)), len(bounds), partners
     )
     rows = int(np.median([chunk.rows for chunk in bounds]))
     per_feature = policy.quality_rate / max(1, len(mapping.continuous))
