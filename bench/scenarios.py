@@ -270,14 +270,24 @@ def read_alerts(result: MonitoringResult, first_stream_day: date) -> AlertSeries
     return AlertSeries(days, labelled, flags, univariate, len(result.univariate))
 
 
-def realized_pairs(result: MonitoringResult) -> dict[str, list[tuple[float, float]]]:
-    """(CBPE estimate, realized value) per metric, for the chunks where both exist."""
+def realized_pairs(
+    result: MonitoringResult, first_stream_day: date | None = None, skip_days: int = 0
+) -> dict[str, list[tuple[float, float]]]:
+    """(CBPE estimate, realized value) per metric, for the chunks where both exist.
+
+    With ``skip_days``, chunks dated before streamed day ``skip_days`` are left out: with
+    ``--reference-days`` they are the reference, where CBPE's error is in-sample.
+    """
+    kept = [
+        first_stream_day is None or (chunk.start.date() - first_stream_day).days >= skip_days
+        for chunk in result.chunks
+    ]
     pairs: dict[str, list[tuple[float, float]]] = {}
     for series in result.metrics:
         pairs[series.name] = [
             (estimate, realized)
-            for estimate, realized in zip(series.estimate, series.realized, strict=True)
-            if not (math.isnan(estimate) or math.isnan(realized))
+            for estimate, realized, keep in zip(series.estimate, series.realized, kept, strict=True)
+            if keep and not (math.isnan(estimate) or math.isnan(realized))
         ]
     return pairs
 
@@ -821,9 +831,8 @@ def run_benchmark(
                         }
                     )
                 )
-            outcome = evaluate(
-                plan, read_alerts(result, stream_start), realized_pairs(result), onset
-            )
+            pairs = realized_pairs(result, stream_start, base_settings.monitoring_reference_days)
+            outcome = evaluate(plan, read_alerts(result, stream_start), pairs, onset)
             outcomes.append(dataclasses.replace(outcome, seconds=dict(timer.seconds)))
             log.info(
                 "scenario %s done: %s",
@@ -858,9 +867,8 @@ def replay_benchmark(
         with timer.stage("monitor"):
             result = replayed(folder / name, base_settings)
         stream_start = date.fromisoformat(truth["stream_start"])
-        outcome = evaluate(
-            plan, read_alerts(result, stream_start), realized_pairs(result), truth["onset"]
-        )
+        pairs = realized_pairs(result, stream_start, base_settings.monitoring_reference_days)
+        outcome = evaluate(plan, read_alerts(result, stream_start), pairs, truth["onset"])
         outcomes.append(dataclasses.replace(outcome, seconds=dict(timer.seconds)))
     return outcomes
 
@@ -910,6 +918,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         f"days, injection on day {QUICK['injection_day']} (figures not meaningful)",
     )
     cli.add_argument(
+        "--reference-days",
+        type=int,
+        default=0,
+        metavar="N",
+        help="MONITORING_REFERENCE_DAYS: the first N streamed days become the reference once "
+        "labelled; CBPE's error is then measured after them (default: 0, the model's test "
+        "window)",
+    )
+    cli.add_argument(
         "--save-inputs",
         type=Path,
         default=None,
@@ -953,6 +970,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             monitoring_min_chunk_rows=sizes.min_chunk_rows,
             monitoring_chunk_period="D",
             monitoring_chunk_size=None,
+            monitoring_reference_days=args.reference_days,
         )
         info: dict[str, Any] = {}
         try:
@@ -978,6 +996,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "history_days": HISTORY_DAYS,
         "stream_days": sizes.stream_days,
         "label_delay_days": settings.monitoring_label_delay_days,
+        "reference_days": settings.monitoring_reference_days,
         "quick": args.quick,
         "wall_seconds": round(wall, 1),
         "wall_target_seconds": MAX_WALL_SECONDS,

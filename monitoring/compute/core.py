@@ -392,6 +392,40 @@ def run_monitoring(
     return monitor.calculate(analysis)
 
 
+def deployed_reference(
+    reference: pd.DataFrame, analysis: pd.DataFrame, mapping: ColumnMapping, days: int
+) -> pd.DataFrame:
+    """The reference to fit on: the model's own, or its first ``days`` days in deployment.
+
+    A model's test window can be unrepresentative of the data it then scores: on the scenario
+    benchmark the 12-day test window's realized ROC AUC is 0.853, every 7- to 40-day window of
+    the stream it scores 0.884-0.893, and CBPE fitted on the test window is off by 0.037. The
+    first ``days`` days of analysis predictions are out of sample too (the model never trained
+    on them) and come from the deployed data: once all their labels are known, they are the
+    reference. Until then, and with ``days`` 0, the model's reference is.
+
+    Args:
+        reference: The model version's reference predictions.
+        analysis: Its analysis predictions, labels known so far (NaN otherwise).
+        mapping: The column roles.
+        days: Calendar days from the first analysis prediction; 0 keeps ``reference``.
+
+    Returns:
+        ``reference``, or the labelled analysis rows of those days.
+    """
+    if days <= 0 or analysis.empty:
+        return reference
+    timestamps = pd.to_datetime(analysis[mapping.timestamp])
+    first_day = timestamps.min().normalize()
+    window = (timestamps >= first_day) & (timestamps < first_day + pd.Timedelta(days=days))
+    labelled = analysis[mapping.y_true].notna()
+    last_day = first_day + pd.Timedelta(days=days - 1)
+    # Labels become known day by day: the window's last day labelled means all of it is.
+    if not (labelled & (timestamps.dt.normalize() == last_day)).any():
+        return reference
+    return analysis.loc[window & labelled].reset_index(drop=True)
+
+
 def fit_thresholds(
     frame: pd.DataFrame,
     bounds: list[ChunkBounds],

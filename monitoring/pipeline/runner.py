@@ -19,7 +19,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
@@ -93,12 +93,14 @@ class RunSpec:
         label_delay_days: Days `Processed_Data` must reach past a prediction for its label
             to count as known.
         policy: How alert thresholds are set (direction, false-alarm rates).
+        reference_days: See `monitoring.compute.core.deployed_reference`; 0: the model's.
     """
 
     chunking: Chunking = field(default_factory=Chunking)
     min_chunk_rows: int = MIN_CHUNK_ROWS
     label_delay_days: int = 14
     policy: AlertPolicy = field(default_factory=AlertPolicy)
+    reference_days: int = 0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RunSpec:
@@ -113,6 +115,7 @@ class RunSpec:
             min_chunk_rows=settings.monitoring_min_chunk_rows,
             label_delay_days=settings.monitoring_label_delay_days,
             policy=AlertPolicy(direction=settings.monitoring_alert_direction),
+            reference_days=settings.monitoring_reference_days,
         )
 
 
@@ -340,10 +343,14 @@ def monitor(
     """
     check_inputs(inputs)
     # NannyML takes seconds to import: pay for it on the first run, not on import.
-    from monitoring.compute.core import fit_monitor
+    from monitoring.compute.core import deployed_reference, fit_monitor
     from monitoring.compute.prepare import check_analysis
 
     check_analysis(inputs.analysis, inputs.mapping)
+    reference = deployed_reference(
+        inputs.reference, inputs.analysis, inputs.mapping, spec.reference_days
+    )
+    inputs = replace(inputs, reference=reference)
     key = _fit_key(inputs, spec)
     with _FITTED_LOCK:
         fitted = _FITTED.pop(key, None)

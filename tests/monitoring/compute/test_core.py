@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from monitoring.compute.chunking import PresortedChunker
-from monitoring.compute.core import fit_monitor, run_monitoring
+from monitoring.compute.core import deployed_reference, fit_monitor, run_monitoring
 from monitoring.compute.drift import fit_multivariate, multivariate_drift
 from monitoring.compute.nannyml_loader import nml
 from monitoring.compute.prepare import prepare_analysis, prepare_reference
@@ -176,6 +176,22 @@ def test_a_churn_rate_the_scores_do_not_explain_fires_the_realized_calibration_a
     assert all(v.verdict == "healthy" for v in verdicts[:4])
     assert result.alert_counts()["realized_performance"] >= 4
     assert _strict_json(result)["calibration"]["alerts"] == 4
+
+
+def test_the_first_labelled_days_in_deployment_become_the_reference(
+    reference: pd.DataFrame, analysis: pd.DataFrame, mapping: ColumnMapping
+) -> None:
+    day = day_of(analysis)
+    partly = analysis.assign(churned=analysis["churned"].where(day < 5))  # days 0-4 labelled
+
+    deployed = deployed_reference(reference, partly, mapping, 5)
+
+    assert len(deployed) == int((day < 5).sum())
+    assert set(day_of(deployed)) == {0, 1, 2, 3, 4}
+    assert deployed["churned"].notna().all()
+    # Not all of the window labelled yet, or no window asked for: the model's reference.
+    assert deployed_reference(reference, partly, mapping, 6) is reference
+    assert deployed_reference(reference, partly, mapping, 0) is reference
 
 
 def test_small_and_single_class_chunks_are_warned_about_not_left_as_silent_nan(
