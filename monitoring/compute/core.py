@@ -107,7 +107,8 @@ class AlertThresholds:
         metrics: Per performance metric; estimate and realized value share it.
         univariate: Per feature with a distance method (chi2 keeps its p-value rule).
         multivariate: The PCA reconstruction error's.
-        calibration: The realized calibration gap's (two-sided: either sign is miscalibration).
+        calibration: The realized calibration gap's: an upper bound (more churners than the
+            scores expect), and a lower one too when alerts are two-sided.
         zero_values: Per continuous feature, its share of zeros' (upper only).
         zero_partners: Per continuous feature, the feature whose nonzero value contradicts
             its zero (`monitoring.compute.quality.zero_partners`), or None.
@@ -468,11 +469,17 @@ def fit_thresholds(
         )
         for name in METRICS
     }
-    calibration = performance_bounds(
-        _calibration_gaps(pooled, pooled_bounds, mapping),
-        _calibration_gaps(frame, bounds, mapping),
+    # More churners than the scores expect is the harmful side (churners missed): with
+    # one-sided alerts only a rise of the gap alerts, like a drop of a metric.
+    negated = performance_bounds(
+        -_calibration_gaps(pooled, pooled_bounds, mapping),
+        -_calibration_gaps(frame, bounds, mapping),
         per_metric,
-        "both",
+        policy.direction,
+    )
+    calibration = Bounds(
+        None if negated.upper is None else -negated.upper,
+        None if negated.lower is None else -negated.lower,
     )
     by_chunk = bootstrap_reference(
         frame, bounds, chunking, mapping.timestamp, samples, policy.seed, pooled=False

@@ -292,9 +292,9 @@ class MonitoringResult:
         warnings: Why some figures are missing or shaky.
         alert_direction: ``lower`` when only performance drops alert, ``both`` otherwise.
         calibration: Realized calibration in the large per chunk (observed churn rate minus
-            mean score, NaN without labels), with its two-sided band from the reference; its
-            alerts are realized-performance alerts named ``calibration``. None when not
-            computed.
+            mean score, NaN without labels), with its band from the reference (a rise only,
+            unless alerts are two-sided); its alerts are realized-performance alerts named
+            ``calibration``. None when not computed.
         zero_values: Share of zeros per continuous feature, in mapping order.
     """
 
