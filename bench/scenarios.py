@@ -4,7 +4,11 @@ Which alerts fire, falsely before and how soon after an injection on a known day
 pipeline's own data and code.
 
 Run as ``.venv/bin/python bench/scenarios.py [--subscribers N] [--seed S] [--scenarios ...]
-[--quick]``. It needs the database server of the ``DB_*`` settings, Java and the JDBC jar.
+[--quick] [--reference-days N] [--save-inputs DIR | --from-inputs DIR]``. It needs the
+database server of the ``DB_*`` settings, Java and the JDBC jar; ``--from-inputs`` needs
+neither: it monitors again the inputs a ``--save-inputs`` run saved (each scenario's
+reference and analysis predictions and its ground truth), so a change to the monitoring is
+measured in minutes instead of half an hour of Spark jobs.
 
 **One run.** The generator (`ingest.generator`) writes ``HISTORY_DAYS`` days of clean history
 into ``scen_bench_<pid>_history``; the project's Spark jobs aggregate it (`run_analysis`) and
