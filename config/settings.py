@@ -80,8 +80,12 @@ class Settings(BaseSettings):
     # of analysis predictions are known, those days become the reference (the model never
     # trained on them, and they come from the data it is deployed on).
     monitoring_reference_days: int = Field(0, ge=0)
-    monitoring_poll_interval: float = Field(30, gt=0)
+    # An idle poll is one indexed query, so the poller can follow the stream closely.
+    monitoring_poll_interval: float = Field(2, gt=0)
     monitoring_retry_max_backoff: float = Field(60, gt=0)
+    # The poller writes the report files (plots: seconds each) at most this often, off its
+    # loop; 0 after every run. The stored figures, the dashboard and /metrics are per run.
+    monitoring_report_interval: float = Field(60, ge=0)
 
     # Upper bounds a client may ask of one stream: a typo must not fill the disk.
     stream_max_batch_size: int = Field(100_000, gt=0)
