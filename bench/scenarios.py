@@ -4,13 +4,17 @@ Which alerts fire, falsely before and how soon after an injection on a known day
 pipeline's own data and code.
 
 Run as ``.venv/bin/python bench/scenarios.py [--subscribers N] [--seed S] [--scenarios ...]
-[--quick]``. It needs the database server of the ``DB_*`` settings, Java and the JDBC jar.
+[--quick] [--reference-days N] [--save-inputs DIR | --from-inputs DIR]``. It needs the
+database server of the ``DB_*`` settings, Java and the JDBC jar; ``--from-inputs`` needs
+neither: it monitors again the inputs a ``--save-inputs`` run saved (each scenario's
+reference and analysis predictions and its ground truth), so a change to the monitoring is
+measured in minutes instead of half an hour of Spark jobs.
 
 **One run.** The generator (`ingest.generator`) writes ``HISTORY_DAYS`` days of clean history
-into ``bench_scen_<pid>_history``; the project's Spark jobs aggregate it (`run_analysis`) and
+into ``scen_bench_<pid>_history``; the project's Spark jobs aggregate it (`run_analysis`) and
 train the churn model once on it with the demo's settings (`run_model`: time split, test
 window at the end of history, its scored test rows the monitoring reference). Each scenario
-then gets a database of its own, ``bench_scen_<pid>_<scenario>``: the history's processed rows,
+then gets a database of its own, ``scen_bench_<pid>_<scenario>``: the history's processed rows,
 the model registry and the reference are copied in (`db.clone.copy_tables`), and a stream of
 ``STREAM_DAYS`` days that continues the same population (`ingest.simulator.build_batch` on a
 `GeneratorBase`, simulated clock, stream seed = seed + 1) with the scenario's knobs is loaded
@@ -249,13 +253,16 @@ def read_alerts(result: MonitoringResult, first_stream_day: date) -> AlertSeries
         return tuple(any(bool(flags[i]) for flags in series) for i in range(n))
 
     metrics = result.metrics
+    # The realized calibration counts as realized performance, as in `MonitoringResult.verdicts`.
+    calibration = [] if result.calibration is None else [result.calibration.alert]
+    quality = (*result.missing_values, *result.unseen_values, *result.zero_values)
     flags = {
         ESTIMATED: any_of([m.alert for m in metrics]),
-        REALIZED: any_of([m.realized_alert for m in metrics]),
+        REALIZED: any_of([*(m.realized_alert for m in metrics), *calibration]),
         ESTIMATE_VS_REALIZED: any_of([m.estimate_realized_alert for m in metrics]),
         UNIVARIATE: any_of([s.alert for s in result.univariate]),
         MULTIVARIATE: tuple(bool(flag) for flag in result.multivariate.alert),
-        DATA_QUALITY: any_of([s.alert for s in (*result.missing_values, *result.unseen_values)]),
+        DATA_QUALITY: any_of([s.alert for s in quality]),
     }
     flags[PERFORMANCE] = any_of([flags[ESTIMATED], flags[REALIZED], flags[ESTIMATE_VS_REALIZED]])
     flags[DRIFT] = any_of([flags[UNIVARIATE], flags[MULTIVARIATE]])
@@ -267,14 +274,24 @@ def read_alerts(result: MonitoringResult, first_stream_day: date) -> AlertSeries
     return AlertSeries(days, labelled, flags, univariate, len(result.univariate))
 
 
-def realized_pairs(result: MonitoringResult) -> dict[str, list[tuple[float, float]]]:
-    """(CBPE estimate, realized value) per metric, for the chunks where both exist."""
+def realized_pairs(
+    result: MonitoringResult, first_stream_day: date | None = None, skip_days: int = 0
+) -> dict[str, list[tuple[float, float]]]:
+    """(CBPE estimate, realized value) per metric, for the chunks where both exist.
+
+    With ``skip_days``, chunks dated before streamed day ``skip_days`` are left out: with
+    ``--reference-days`` they are the reference, where CBPE's error is in-sample.
+    """
+    kept = [
+        first_stream_day is None or (chunk.start.date() - first_stream_day).days >= skip_days
+        for chunk in result.chunks
+    ]
     pairs: dict[str, list[tuple[float, float]]] = {}
     for series in result.metrics:
         pairs[series.name] = [
             (estimate, realized)
-            for estimate, realized in zip(series.estimate, series.realized, strict=True)
-            if not (math.isnan(estimate) or math.isnan(realized))
+            for estimate, realized, keep in zip(series.estimate, series.realized, kept, strict=True)
+            if keep and not (math.isnan(estimate) or math.isnan(realized))
         ]
     return pairs
 
@@ -650,8 +667,14 @@ def pipeline_dates(start: date, end: date, history_end: date) -> PipelineDates:
     )
 
 
-def monitored(settings: Settings) -> MonitoringResult:
-    """Monitor the current model of ``settings``' database with its ``monitoring_*`` settings."""
+def monitored(settings: Settings, save_to: Path | None = None) -> MonitoringResult:
+    """Monitor the current model of ``settings``' database with its ``monitoring_*`` settings.
+
+    Args:
+        settings: The scenario database's settings.
+        save_to: If set, the folder where the monitoring's inputs are saved
+            (`save_inputs`), to replay them with ``--from-inputs``.
+    """
     from db.connection import connection
     from monitoring.pipeline.runner import RunSpec, load_inputs, monitor, resolve_model, utcnow
 
@@ -659,6 +682,35 @@ def monitored(settings: Settings) -> MonitoringResult:
     with connection(settings) as conn:
         model = resolve_model(conn, None)
         inputs = load_inputs(conn, model, 0, spec.label_delay_days)
+    if save_to is not None:
+        save_inputs(inputs, save_to)
+    return monitor(inputs, spec, trigger="cli", started_at=utcnow()).result
+
+
+def save_inputs(inputs: Any, folder: Path) -> None:
+    """Write a run's `MonitorInputs` to ``folder``: two Parquet files and the mapping."""
+    folder.mkdir(parents=True, exist_ok=True)
+    inputs.reference.to_parquet(folder / "reference.parquet")
+    inputs.analysis.to_parquet(folder / "analysis.parquet")
+    (folder / "inputs.json").write_text(
+        json.dumps({"model_version": inputs.model_version, "mapping": inputs.mapping.model_dump()})
+    )
+
+
+def replayed(folder: Path, settings: Settings) -> MonitoringResult:
+    """Monitor inputs saved by `save_inputs`, with the ``monitoring_*`` settings: no Spark."""
+    from monitoring.compute.spec import ColumnMapping
+    from monitoring.pipeline.runner import MonitorInputs, RunSpec, monitor, utcnow
+
+    saved = json.loads((folder / "inputs.json").read_text())
+    inputs = MonitorInputs(
+        saved["model_version"],
+        ColumnMapping.model_validate(saved["mapping"]),
+        pd.read_parquet(folder / "reference.parquet"),
+        pd.read_parquet(folder / "analysis.parquet"),
+        0,
+    )
+    spec = RunSpec.from_settings(settings)
     return monitor(inputs, spec, trigger="cli", started_at=utcnow()).result
 
 
@@ -682,9 +734,17 @@ class _Stage:
 
 
 def run_benchmark(
-    base_settings: Settings, sizes: Sizes, seed: int, names: Sequence[str]
+    base_settings: Settings,
+    sizes: Sizes,
+    seed: int,
+    names: Sequence[str],
+    save_dir: Path | None = None,
 ) -> tuple[list[ScenarioOutcome], dict[str, Any]]:
-    """Train once on clean history, then stream, score and monitor each scenario."""
+    """Train once on clean history, then stream, score and monitor each scenario.
+
+    With ``save_dir``, each scenario's monitoring inputs and ground truth go to
+    ``save_dir/<scenario>`` for `replay_benchmark`.
+    """
     from db.clone import copy_tables
     from db.connection import connection, drop_database
     from db.ingest_log import Source
@@ -697,7 +757,7 @@ def run_benchmark(
     from spark_jobs.session import build_spark_session
 
     plans = scenario_plans(sizes.injection_day)
-    prefix = f"bench_scen_{os.getpid()}"
+    prefix = f"scen_bench_{os.getpid()}"
     history = base_settings.model_copy(update={"db_name": f"{prefix}_history"})
     history_end = HISTORY_START + timedelta(days=HISTORY_DAYS - 1)
     stream_start = history_end + timedelta(days=1)
@@ -762,11 +822,21 @@ def run_benchmark(
                 run_analysis(spark, settings, stream_dates)
             with timer.stage("score"):
                 run_score(spark, settings)
+            folder = None if save_dir is None else save_dir / name
             with timer.stage("monitor"):
-                result = monitored(settings)
-            outcome = evaluate(
-                plan, read_alerts(result, stream_start), realized_pairs(result), onset
-            )
+                result = monitored(settings, folder)
+            if folder is not None:
+                (folder / "truth.json").write_text(
+                    json.dumps(
+                        {
+                            "onset": onset,
+                            "stream_start": stream_start.isoformat(),
+                            "injection_day": sizes.injection_day,
+                        }
+                    )
+                )
+            pairs = realized_pairs(result, stream_start, base_settings.monitoring_reference_days)
+            outcome = evaluate(plan, read_alerts(result, stream_start), pairs, onset)
             outcomes.append(dataclasses.replace(outcome, seconds=dict(timer.seconds)))
             log.info(
                 "scenario %s done: %s",
@@ -780,6 +850,31 @@ def run_benchmark(
             drop_database(settings)
         spark.stop()
     return outcomes, info
+
+
+def replay_benchmark(
+    base_settings: Settings, folder: Path, names: Sequence[str]
+) -> list[ScenarioOutcome]:
+    """Monitor again the inputs a run saved with ``--save-inputs``: the monitoring alone.
+
+    The figures are those of a full run whose monitoring had the current code, in seconds
+    rather than minutes: for tuning the monitoring, not for measuring the pipeline.
+    """
+    outcomes = []
+    for name in names:
+        if not (folder / name / "truth.json").exists():
+            log.warning("no saved inputs for scenario %s in %s", name, folder)
+            continue
+        truth = json.loads((folder / name / "truth.json").read_text())
+        plan = scenario_plans(truth["injection_day"])[name]
+        timer = _Timer()
+        with timer.stage("monitor"):
+            result = replayed(folder / name, base_settings)
+        stream_start = date.fromisoformat(truth["stream_start"])
+        pairs = realized_pairs(result, stream_start, base_settings.monitoring_reference_days)
+        outcome = evaluate(plan, read_alerts(result, stream_start), pairs, truth["onset"])
+        outcomes.append(dataclasses.replace(outcome, seconds=dict(timer.seconds)))
+    return outcomes
 
 
 def _init_database(settings: Settings, attempts: int = 5) -> None:
@@ -826,6 +921,30 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         help=f"a smoke run: {QUICK['subscribers']} subscribers, {QUICK['stream_days']} streamed "
         f"days, injection on day {QUICK['injection_day']} (figures not meaningful)",
     )
+    cli.add_argument(
+        "--reference-days",
+        type=int,
+        default=0,
+        metavar="N",
+        help="MONITORING_REFERENCE_DAYS: the first N streamed days become the reference once "
+        "labelled; CBPE's error is then measured after them (default: 0, the model's test "
+        "window)",
+    )
+    cli.add_argument(
+        "--save-inputs",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="save each scenario's monitoring inputs and ground truth under DIR (default: not)",
+    )
+    cli.add_argument(
+        "--from-inputs",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="monitor the inputs a --save-inputs run left in DIR again, without Spark or a "
+        "database (default: a full run)",
+    )
     cli.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     return cli.parse_args(argv)
 
@@ -855,9 +974,16 @@ def main(argv: Sequence[str] | None = None) -> int:
             monitoring_min_chunk_rows=sizes.min_chunk_rows,
             monitoring_chunk_period="D",
             monitoring_chunk_size=None,
+            monitoring_reference_days=args.reference_days,
         )
+        info: dict[str, Any] = {}
         try:
-            outcomes, info = run_benchmark(settings, sizes, args.seed, args.scenarios)
+            if args.from_inputs is not None:
+                outcomes = replay_benchmark(settings, args.from_inputs, args.scenarios)
+            else:
+                outcomes, info = run_benchmark(
+                    settings, sizes, args.seed, args.scenarios, args.save_inputs
+                )
         except (SparkJobError, MonitoringError) as exc:
             return fail(str(exc))
     wall = time.perf_counter() - started
@@ -874,6 +1000,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "history_days": HISTORY_DAYS,
         "stream_days": sizes.stream_days,
         "label_delay_days": settings.monitoring_label_delay_days,
+        "reference_days": settings.monitoring_reference_days,
         "quick": args.quick,
         "wall_seconds": round(wall, 1),
         "wall_target_seconds": MAX_WALL_SECONDS,

@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     monitoring_min_chunk_rows: int = Field(300, gt=0)
     # Performance alerts on a drop only ("lower"), or on a rise too ("both").
     monitoring_alert_direction: Literal["lower", "both"] = "lower"
+    # 0: the reference is the model's test window. N > 0: once the labels of the first N days
+    # of analysis predictions are known, those days become the reference (the model never
+    # trained on them, and they come from the data it is deployed on).
+    monitoring_reference_days: int = Field(0, ge=0)
     # An idle poll is one indexed query, so the poller can follow the stream closely.
     monitoring_poll_interval: float = Field(2, gt=0)
     monitoring_retry_max_backoff: float = Field(60, gt=0)

@@ -128,8 +128,18 @@ def merge_results(
         ),
         missing_values=statistics("missing_values"),
         unseen_values=statistics("unseen_values"),
+        zero_values=statistics("zero_values"),
+        calibration=None
+        if base.calibration is None
+        else merged(base.calibration, _calibration, _STATISTIC_FIELDS),
         warnings=_merged_warnings(previous, update, replaced, [chunk.key for chunk in chunks]),
     )
+
+
+def _calibration(result: MonitoringResult) -> Any:
+    if result.calibration is None:
+        raise ValueError("the results disagree on the statistics: no calibration in one")
+    return result.calibration
 
 
 def _metric_finder(name: str) -> Callable[[MonitoringResult], Any]:

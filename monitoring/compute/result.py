@@ -31,6 +31,10 @@ UNLABELLED_REFERENCE_ROWS = "unlabelled_reference_rows"
 
 MULTIVARIATE_SUBJECT = "all features"
 MULTIVARIATE_METHOD = "pca_reconstruction_error"
+# The realized calibration in the large (`MonitoringResult.calibration`): its kind, subject and
+# method, and the name its alerts carry among the realized-performance reasons.
+CALIBRATION = "calibration"
+CALIBRATION_METHOD = "observed_minus_predicted"
 
 Verdict = Literal["healthy", "performance_degraded", "data_drift", "data_quality"]
 HEALTHY: Verdict = "healthy"
@@ -50,6 +54,7 @@ ALERT_KINDS: tuple[str, ...] = (
     "multivariate_drift",
     "missing_values",
     "unseen_values",
+    "zero_values",
 )
 PERFORMANCE_KINDS = ALERT_KINDS[:3]
 DRIFT_KINDS = ALERT_KINDS[3:5]
@@ -185,6 +190,7 @@ class ChunkVerdict:
         multivariate_drift: The features' joint distribution drifted.
         missing_values: Features with an alerting missing-value rate.
         unseen_values: Categorical features with values the reference never saw.
+        zero_values: Continuous features with far more zeros than the reference.
     """
 
     chunk: str
@@ -196,6 +202,7 @@ class ChunkVerdict:
     multivariate_drift: bool = False
     missing_values: tuple[str, ...] = ()
     unseen_values: tuple[str, ...] = ()
+    zero_values: tuple[str, ...] = ()
 
     @classmethod
     def of(
@@ -209,9 +216,10 @@ class ChunkVerdict:
         multivariate_drift: bool = False,
         missing_values: tuple[str, ...] = (),
         unseen_values: tuple[str, ...] = (),
+        zero_values: tuple[str, ...] = (),
     ) -> ChunkVerdict:
         """The verdict of a chunk with these alerts (the one place the precedence lives)."""
-        if missing_values or unseen_values:
+        if missing_values or unseen_values or zero_values:
             verdict = DATA_QUALITY
         elif estimated_performance or realized_performance or estimate_vs_realized:
             verdict = PERFORMANCE_DEGRADED
@@ -229,12 +237,13 @@ class ChunkVerdict:
             multivariate_drift,
             missing_values,
             unseen_values,
+            zero_values,
         )
 
     @property
     def data_quality(self) -> tuple[str, ...]:
         """Features with any data-quality alert."""
-        return tuple(dict.fromkeys((*self.missing_values, *self.unseen_values)))
+        return tuple(dict.fromkeys((*self.missing_values, *self.unseen_values, *self.zero_values)))
 
     @property
     def reasons(self) -> tuple[str, ...]:
@@ -244,6 +253,7 @@ class ChunkVerdict:
         listed = [
             *(f"missing_values:{name}" for name in self.missing_values),
             *(f"unseen_values:{name}" for name in self.unseen_values),
+            *(f"zero_values:{name}" for name in self.zero_values),
             *(f"estimated_performance:{name}" for name in self.estimated_performance),
             *(f"realized_performance:{name}" for name in self.realized_performance),
             *(f"estimate_vs_realized:{name}" for name in self.estimate_vs_realized),
@@ -281,6 +291,11 @@ class MonitoringResult:
         unseen_values: Rate of values absent from the reference, per categorical feature.
         warnings: Why some figures are missing or shaky.
         alert_direction: ``lower`` when only performance drops alert, ``both`` otherwise.
+        calibration: Realized calibration in the large per chunk (observed churn rate minus
+            mean score, NaN without labels), with its band from the reference (a rise only,
+            unless alerts are two-sided); its alerts are realized-performance alerts named
+            ``calibration``. None when not computed.
+        zero_values: Share of zeros per continuous feature, in mapping order.
     """
 
     chunking: Chunking
@@ -294,6 +309,8 @@ class MonitoringResult:
     unseen_values: tuple[StatisticSeries, ...]
     warnings: tuple[MonitoringWarning, ...]
     alert_direction: str = "lower"
+    calibration: StatisticSeries | None = None
+    zero_values: tuple[StatisticSeries, ...] = ()
 
     def metric(self, name: str) -> MetricSeries:
         """The series of metric ``name``.
@@ -320,14 +337,17 @@ class MonitoringResult:
         """Alerts per kind of `ALERT_KINDS`: metric-chunks for the performance kinds,
         feature-chunks for univariate drift and data quality, chunks for multivariate drift.
         The kinds do not overlap, so their sum counts every alert once."""
+        calibration = 0 if self.calibration is None else self.calibration.alerts
         return {
             "estimated_performance": sum(sum(m.alert) for m in self.metrics),
-            "realized_performance": sum(_true(m.realized_alert) for m in self.metrics),
+            "realized_performance": sum(_true(m.realized_alert) for m in self.metrics)
+            + calibration,
             "estimate_vs_realized": sum(_true(m.estimate_realized_alert) for m in self.metrics),
             "univariate_drift": sum(series.alerts for series in self.univariate),
             "multivariate_drift": self.multivariate.alerts,
             "missing_values": sum(series.alerts for series in self.missing_values),
             "unseen_values": sum(series.alerts for series in self.unseen_values),
+            "zero_values": sum(series.alerts for series in self.zero_values),
         }
 
     @property
@@ -345,16 +365,23 @@ class MonitoringResult:
                     names.append(getattr(series, "subject", None) or series.name)
             return tuple(names)
 
+        def realized(index: int) -> tuple[str, ...]:
+            names = flagged(self.metrics, index, "realized_alert")
+            if self.calibration is not None and self.calibration.alert[index]:
+                names += (CALIBRATION,)
+            return names
+
         return tuple(
             ChunkVerdict.of(
                 chunk.key,
                 estimated_performance=flagged(self.metrics, index, "alert"),
-                realized_performance=flagged(self.metrics, index, "realized_alert"),
+                realized_performance=realized(index),
                 estimate_vs_realized=flagged(self.metrics, index, "estimate_realized_alert"),
                 univariate_drift=flagged(self.univariate, index, "alert"),
                 multivariate_drift=self.multivariate.alert[index],
                 missing_values=flagged(self.missing_values, index, "alert"),
                 unseen_values=flagged(self.unseen_values, index, "alert"),
+                zero_values=flagged(self.zero_values, index, "alert"),
             )
             for index, chunk in enumerate(self.chunks)
         )
@@ -407,8 +434,12 @@ class MonitoringResult:
                 for kind, series_list in (
                     ("missing_values", self.missing_values),
                     ("unseen_values", self.unseen_values),
+                    ("zero_values", self.zero_values),
                 )
             },
+            "calibration": (
+                None if self.calibration is None else _alerting_json(self.calibration, chunk_keys)
+            ),
             "warnings": [warning.to_json() for warning in self.warnings],
         }
 
@@ -470,7 +501,13 @@ class MonitoringResult:
                 "unseen_values": {
                     series.subject: self._statistic_json(series) for series in self.unseen_values
                 },
+                "zero_values": {
+                    series.subject: self._statistic_json(series) for series in self.zero_values
+                },
             },
+            "calibration": (
+                None if self.calibration is None else self._statistic_json(self.calibration)
+            ),
             "alerts": self.alert_counts(),
             "warnings": [warning.to_json() for warning in self.warnings],
         }

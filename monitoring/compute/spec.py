@@ -146,10 +146,13 @@ class AlertPolicy(BaseModel):
     Attributes:
         direction: ``lower`` alerts on a performance drop only; ``both`` also on a rise.
         performance_rate: False-alarm rate per chunk of the performance thresholds, all
-            metrics together (split evenly between them, Bonferroni).
+            metrics and the realized calibration together (split evenly between them,
+            Bonferroni).
         univariate_rate: False-alarm rate per chunk of the univariate drift thresholds, all
             features together (each feature tested at ``univariate_rate / features``).
         multivariate_rate: False-alarm rate per chunk of the multivariate drift threshold.
+        quality_rate: False-alarm rate per chunk of the zero-share thresholds, all continuous
+            features together (Bonferroni, like ``univariate_rate``).
         bootstrap_samples: Resampled reference chunks.
         seed: Seed of the resampling, so a run is reproducible.
     """
@@ -160,5 +163,6 @@ class AlertPolicy(BaseModel):
     performance_rate: float = Field(0.01, gt=0, lt=1)
     univariate_rate: float = Field(0.05, gt=0, lt=1)
     multivariate_rate: float = Field(0.01, gt=0, lt=1)
+    quality_rate: float = Field(0.01, gt=0, lt=1)
     bootstrap_samples: int = Field(200, ge=20, le=5000)
     seed: int = Field(0, ge=0)

@@ -126,6 +126,28 @@ def upper_bound(values: np.ndarray, rate: float) -> Bounds:
     return Bounds(None, mean + _z(rate) * spread)
 
 
+def share_bound(values: np.ndarray, chunk_values: np.ndarray, rows: int, rate: float) -> Bounds:
+    """An upper bound for a share of rows (e.g. of zeros), crossed with chance ``rate``.
+
+    The normal quantile of the bootstrap values, with the reference chunks' spread as a floor
+    like `performance_bounds`; and, since a share the reference never shows (all its values
+    nonzero) has no spread at all, at least the binomial spread of ``rows`` rows at the
+    rule-of-succession share ``(k + 1) / (n + 2)``: one stray zero is no alert.
+
+    Args:
+        values: The share on each resample.
+        chunk_values: The share on each reference chunk.
+        rows: Rows of a typical chunk.
+        rate: Chance that a clean chunk exceeds the bound.
+    """
+    mean, spread = _mean_spread(values, chunk_values)
+    if math.isnan(mean) or rows < 1:
+        return Bounds(None, None)
+    share = (mean * rows + 1) / (rows + 2)
+    spread = max(spread, math.sqrt(share * (1 - share) / rows))
+    return Bounds(None, mean + _z(rate) * spread)
+
+
 def distance_bound(values: np.ndarray, rate: float) -> Bounds:
     """An upper bound for a drift distance (log-normal quantile of its bootstrap values)."""
     # np.maximum keeps NaN, which _mean_spread skips.

@@ -20,7 +20,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
@@ -95,12 +95,15 @@ class RunSpec:
         label_delay_days: Days `Processed_Data` must reach past a prediction for its label
             to count as known.
         policy: How alert thresholds are set (direction, false-alarm rates).
+        reference_days: See `monitoring.compute.core.deployed_reference`; 0: the model's.
+            Applied by `monitor` (full runs), not yet by the poller's incremental runs.
     """
 
     chunking: Chunking = field(default_factory=Chunking)
     min_chunk_rows: int = MIN_CHUNK_ROWS
     label_delay_days: int = 14
     policy: AlertPolicy = field(default_factory=AlertPolicy)
+    reference_days: int = 0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> RunSpec:
@@ -115,6 +118,7 @@ class RunSpec:
             min_chunk_rows=settings.monitoring_min_chunk_rows,
             label_delay_days=settings.monitoring_label_delay_days,
             policy=AlertPolicy(direction=settings.monitoring_alert_direction),
+            reference_days=settings.monitoring_reference_days,
         )
 
 
@@ -340,6 +344,13 @@ def monitor(
             reference, too few rows or reference chunks.
         InputError: Unusable values (e.g. scores outside [0, 1]).
     """
+    if spec.reference_days:
+        from monitoring.compute.core import deployed_reference
+
+        reference = deployed_reference(
+            inputs.reference, inputs.analysis, inputs.mapping, spec.reference_days
+        )
+        inputs = replace(inputs, reference=reference)
     key = fit_key(inputs, spec)
     with _FITTED_LOCK:
         fitted = _FITTED.pop(key, None)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from datetime import date
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -11,6 +13,8 @@ from bench import scenarios as bench
 from ingest.generator import GeneratorConfig
 from ingest.scenario import Scenario
 from ingest.simulator import GeneratorBase
+from monitoring.compute.result import ChunkSummary, MetricSeries, MonitoringResult, StatisticSeries
+from monitoring.compute.spec import Chunking
 
 
 def _series(
@@ -137,3 +141,101 @@ def test_a_kind_that_alerts_before_the_onset_does_not_count_as_a_detection() -> 
     drift = next(kind for kind in outcome.kinds if kind.kind == bench.DRIFT)
     assert drift.delay == 0 and not drift.quiet_before and drift.delay_met is False
     assert "alerting before the onset" in bench.render_tables([outcome])
+
+
+def _statistic(kind: str, subject: str, alert: list[bool]) -> StatisticSeries:
+    return StatisticSeries(
+        kind=kind,
+        subject=subject,
+        method="m",
+        values=tuple(0.1 for _ in alert),
+        lower_threshold=None,
+        upper_threshold=0.5,
+        alert=tuple(alert),
+    )
+
+
+def _result(calibration: list[bool], zeros: list[bool], labelled: list[bool]) -> MonitoringResult:
+    n = len(calibration)
+    start = pd.Timestamp("2024-03-01")
+    chunks = tuple(
+        ChunkSummary(
+            key=str(i),
+            start=start + pd.Timedelta(days=i),
+            end=start + pd.Timedelta(days=i + 1),
+            chunk_rows=100,
+            labelled_rows=100 if labelled[i] else 0,
+            ece=0.01,
+        )
+        for i in range(n)
+    )
+    metrics = tuple(
+        MetricSeries(
+            name=name,
+            lower_threshold=0.5,
+            upper_threshold=None,
+            estimate=(0.8,) * n,
+            sampling_error=(0.01,) * n,
+            lower_bound=(0.77,) * n,
+            upper_bound=(0.83,) * n,
+            realized=tuple(0.8 if known else math.nan for known in labelled),
+            alert=(False,) * n,
+            realized_alert=tuple(False if known else None for known in labelled),
+            estimate_realized_alert=tuple(False if known else None for known in labelled),
+        )
+        for name in bench.METRICS
+    )
+    return MonitoringResult(
+        chunking=Chunking(period="D"),
+        reference_rows=1000,
+        reference_chunks=10,
+        chunks=chunks,
+        metrics=metrics,
+        univariate=(_statistic("continuous", "usage", [False] * n),),
+        multivariate=_statistic("multivariate", "all features", [False] * n),
+        missing_values=(),
+        unseen_values=(),
+        warnings=(),
+        calibration=_statistic("calibration", "calibration", calibration),
+        zero_values=(_statistic("zero_values", "data_volume", zeros),),
+    )
+
+
+def test_the_realized_calibration_and_zero_shares_count_as_their_kinds() -> None:
+    result = _result(
+        calibration=[False, False, False, True, False],
+        zeros=[False, False, True, True, False],
+        labelled=[True, True, True, True, False],
+    )
+
+    alerts = bench.read_alerts(result, date(2024, 3, 1))
+
+    assert alerts.days == (0, 1, 2, 3, 4)
+    assert alerts.flags[bench.REALIZED] == (False, False, False, True, False)
+    assert alerts.flags[bench.PERFORMANCE] == (False, False, False, True, False)
+    assert alerts.flags[bench.DATA_QUALITY] == (False, False, True, True, False)
+    assert alerts.flags[bench.ESTIMATE_VS_REALIZED] == (False,) * 5
+    # Silent before the injection on day 2 (broken feed) and day 3 (churn rate).
+    broken = bench.evaluate(bench.scenario_plans(2)["broken_feed"], alerts, {}, onset=2)
+    quality = next(kind for kind in broken.kinds if kind.kind == bench.DATA_QUALITY)
+    assert quality.false_alarms.alerts == 0 and quality.delay == 0 and quality.delay_met
+    churn = bench.evaluate(bench.scenario_plans(1)["churn_rate"], alerts, {}, onset=1)
+    realized = next(kind for kind in churn.kinds if kind.kind == bench.REALIZED)
+    assert realized.false_alarms.alerts == 0 and realized.delay == 2 and realized.delay_met
+
+
+def test_saved_inputs_replay_to_the_same_frames(tmp_path: Path) -> None:
+    from monitoring.compute.spec import ColumnMapping
+    from monitoring.pipeline.runner import MonitorInputs
+
+    frame = pd.DataFrame(
+        {"ts": pd.to_datetime(["2024-03-01"]), "score": [0.2], "pred": [0], "y": [1.0], "f": [3.0]}
+    )
+    mapping = ColumnMapping(
+        y_true="y", y_pred_proba="score", y_pred="pred", timestamp="ts", features=["f"]
+    )
+    bench.save_inputs(MonitorInputs("v1", mapping, frame, frame.iloc[:0], 7), tmp_path)
+
+    saved = {path.name for path in tmp_path.iterdir()}
+    assert saved == {"reference.parquet", "analysis.parquet", "inputs.json"}
+    pd.testing.assert_frame_equal(pd.read_parquet(tmp_path / "reference.parquet"), frame)

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 
 from monitoring.compute.chunking import PresortedChunker
-from monitoring.compute.core import fit_monitor, run_monitoring
+from monitoring.compute.core import deployed_reference, fit_monitor, run_monitoring
 from monitoring.compute.drift import fit_multivariate, multivariate_drift
 from monitoring.compute.nannyml_loader import nml
 from monitoring.compute.prepare import prepare_analysis, prepare_reference
@@ -115,6 +115,83 @@ def test_unseen_and_missing_values_show_in_data_quality(
     counts = _strict_json(result)["alerts"]
     assert counts["unseen_values"] == 1
     assert counts["missing_values"] == 1
+
+
+def test_a_feature_that_reads_zero_alerts_data_quality_from_that_chunk_only(
+    reference: pd.DataFrame, analysis: pd.DataFrame, mapping: ColumnMapping
+) -> None:
+    day = day_of(analysis)
+    # A broken feed: spend reads 0 on a third of day 4's rows, then on every row.
+    broken = analysis.copy()
+    broken.loc[(day == 4) & (broken.index % 3 == 0), "spend"] = 0.0
+    broken.loc[day >= 5, "spend"] = 0.0
+
+    result = run_monitoring(reference, broken, mapping, DAILY)
+
+    zeros = {series.subject: series for series in result.zero_values}
+    assert set(zeros) == {"usage", "spend"}  # the continuous features
+    assert zeros["spend"].alert == (False,) * 4 + (True,) * 4
+    assert zeros["spend"].values[7] == 1.0
+    assert zeros["usage"].alerts == 0
+    verdicts = result.verdicts()
+    assert [v.verdict for v in verdicts[4:]] == ["data_quality"] * 4
+    assert "zero_values:spend" in verdicts[4].reasons
+    assert all("zero_values:spend" not in v.reasons for v in verdicts[:4])
+    parsed = _strict_json(result)
+    assert parsed["alerts"]["zero_values"] == 4
+    assert parsed["data_quality"]["zero_values"]["spend"]["alerts"] == 4
+
+
+def test_one_stray_zero_is_no_data_quality_alert(
+    reference: pd.DataFrame, analysis: pd.DataFrame, mapping: ColumnMapping
+) -> None:
+    # The reference never reads 0: a threshold at 0 would alert on the first one.
+    stray = analysis.copy()
+    stray.loc[stray.index[::400], "usage"] = 0.0
+
+    result = run_monitoring(reference, stray, mapping, DAILY)
+
+    assert sum(series.alerts for series in result.zero_values) == 0
+
+
+def test_a_churn_rate_the_scores_do_not_explain_fires_the_realized_calibration_alert(
+    reference: pd.DataFrame, analysis: pd.DataFrame, mapping: ColumnMapping
+) -> None:
+    rng = np.random.default_rng(13)
+    late = day_of(analysis).isin(LATE_DAYS)
+    # Same scores; from day 4 the churn odds double, which the features do not show.
+    score = analysis["score"]
+    doubled = 2 * score / (1 + score)
+    churned = analysis["churned"].copy()
+    churned[late] = rng.binomial(1, doubled[late])
+    drifted = analysis.assign(churned=churned)
+
+    result = run_monitoring(reference, drifted, mapping, DAILY)
+
+    assert result.calibration is not None
+    assert result.calibration.alert == (False,) * 4 + (True,) * 4
+    assert all(value > 0.05 for value in result.calibration.values[4:])
+    verdicts = result.verdicts()
+    assert all("realized_performance:calibration" in v.reasons for v in verdicts[4:])
+    assert all(v.verdict == "healthy" for v in verdicts[:4])
+    assert result.alert_counts()["realized_performance"] >= 4
+    assert _strict_json(result)["calibration"]["alerts"] == 4
+
+
+def test_the_first_labelled_days_in_deployment_become_the_reference(
+    reference: pd.DataFrame, analysis: pd.DataFrame, mapping: ColumnMapping
+) -> None:
+    day = day_of(analysis)
+    partly = analysis.assign(churned=analysis["churned"].where(day < 5))  # days 0-4 labelled
+
+    deployed = deployed_reference(reference, partly, mapping, 5)
+
+    assert len(deployed) == int((day < 5).sum())
+    assert set(day_of(deployed)) == {0, 1, 2, 3, 4}
+    assert deployed["churned"].notna().all()
+    # Not all of the window labelled yet, or no window asked for: the model's reference.
+    assert deployed_reference(reference, partly, mapping, 6) is reference
+    assert deployed_reference(reference, partly, mapping, 0) is reference
 
 
 def test_small_and_single_class_chunks_are_warned_about_not_left_as_silent_nan(

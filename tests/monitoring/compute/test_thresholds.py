@@ -18,6 +18,7 @@ from monitoring.compute.thresholds import (
     bootstrap_reference,
     distance_bound,
     performance_bounds,
+    share_bound,
     upper_bound,
 )
 from tests.monitoring.frames import START, predictions
@@ -60,6 +61,28 @@ def test_distance_and_upper_bounds_hold_their_rate_on_fresh_values() -> None:
         0.005, abs=0.001
     )
     assert error.alerts(rng.normal(1.0, 0.05, 200_000)).mean() == pytest.approx(0.005, abs=0.001)
+
+
+def test_a_share_the_reference_never_shows_still_allows_a_stray_row() -> None:
+    never = np.zeros(200)
+
+    bound = share_bound(never, np.zeros(10), 1000, 0.001)
+
+    assert bound.lower is None and bound.upper is not None
+    # The rule-of-succession share 1/1002 on 1,000 rows: a few stray zeros pass, a column
+    # that reads zero on a tenth of its rows does not.
+    assert 0.003 < bound.upper < 0.02
+    assert bound.alerts(np.array([0.002, 0.1, 1.0])).tolist() == [False, True, True]
+
+
+def test_a_share_bound_holds_its_rate_on_fresh_binomial_shares() -> None:
+    rng = np.random.default_rng(6)
+    shares = rng.binomial(2000, 0.05, 2000) / 2000
+
+    bound = share_bound(shares, shares[:10], 2000, 0.01)
+
+    fresh = rng.binomial(2000, 0.05, 200_000) / 2000
+    assert bound.alerts(fresh).mean() == pytest.approx(0.01, abs=0.004)
 
 
 def test_too_few_values_give_no_bound() -> None:
@@ -134,6 +157,9 @@ def test_clean_chunks_stay_within_the_target_rates(mapping: ColumnMapping) -> No
         for i in range(chunks)
     )
     assert performance <= 0.05 * chunks
+    assert result.calibration is not None
+    assert result.calibration.alerts <= 0.05 * chunks
+    assert counts["zero_values"] == counts["missing_values"] == 0
     assert counts["univariate_drift"] <= 0.02 * chunks * len(result.univariate)
     assert counts["multivariate_drift"] <= 0.05 * chunks
     assert result.alert_direction == "lower"
@@ -154,8 +180,8 @@ def test_a_better_model_alerts_only_when_both_directions_are_asked_for(
         reference, analysis, mapping, Chunking(period="D"), policy=AlertPolicy(direction="both")
     )
 
-    assert lower.alert_counts()["realized_performance"] == 0
-    assert both.alert_counts()["realized_performance"] == 3 * len(both.chunks)
+    assert all(not any(m.realized_alert) for m in lower.metrics)
+    assert all(all(m.realized_alert) for m in both.metrics)
     assert {verdict.verdict for verdict in both.verdicts()} == {"performance_degraded"}
 
 
@@ -169,6 +195,7 @@ def test_a_better_model_alerts_only_when_both_directions_are_asked_for(
         ({"realized_performance": ("roc_auc",)}, "performance_degraded"),
         ({"missing_values": ("a",), "estimated_performance": ("f1",)}, "data_quality"),
         ({"unseen_values": ("plan",)}, "data_quality"),
+        ({"zero_values": ("usage",), "realized_performance": ("calibration",)}, "data_quality"),
     ],
 )
 def test_the_verdict_follows_the_precedence(alerts: dict[str, object], verdict: str) -> None:

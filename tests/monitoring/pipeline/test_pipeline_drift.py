@@ -199,9 +199,21 @@ def test_covariate_drift_raises_the_drift_alerts(covariate: dict[str, Any]) -> N
     # Covariate drift alone leaves CBPE's estimates right: no concept-drift alert.
     flagged = [c["estimate_realized_alert"] for c in _chunks(covariate, "roc_auc", 45, 80)]
     assert sum(bool(flag) for flag in flagged) <= 0.1 * len(flagged)
-    # A sudden shift is caught within one chunk (the 7- and 28-day features take longer),
-    # as data drift: performance holds up.
-    assert "data_drift" in _verdicts(covariate, COVARIATE_FROM, COVARIATE_FROM + 2)
+    # A sudden shift is caught within one chunk (the 7- and 28-day features take longer) by
+    # the drift detectors. The scores move while churn does not, so the realized calibration
+    # alert may fire too and make the verdict performance_degraded: ranking holds up,
+    # probabilities do not.
+    reasons = [
+        reason
+        for chunk in covariate["chunks"]
+        if _in(chunk, COVARIATE_FROM, COVARIATE_FROM + 2)
+        for reason in chunk["reasons"]
+    ]
+    assert any(reason.startswith("univariate_drift:") for reason in reasons)
+    assert not any(
+        reason.startswith("realized_performance:") and reason != "realized_performance:calibration"
+        for reason in reasons
+    )
 
 
 @pytest.mark.slow
