@@ -60,8 +60,10 @@ from monitoring.pipeline.runner import (
     fit,
     fit_key,
     monitor_with,
+    reference_is_final,
     resolve_model,
     utcnow,
+    with_reference,
 )
 
 if TYPE_CHECKING:
@@ -89,6 +91,9 @@ class MonitorState:
             the next run is full.
         watermark_id: The prediction watermark ``result`` is at.
         label_cutoff: The label cut-off ``result`` is at.
+        reference_final: False while the fit is on the model's reference only until the
+            first ``reference_days`` deployed days are labelled: every label cut-off move
+            then makes a full run, which refits once they are.
     """
 
     version: str
@@ -100,6 +105,7 @@ class MonitorState:
     result: MonitoringResult | None
     watermark_id: int
     label_cutoff: date | None
+    reference_final: bool = True
 
 
 @dataclass(frozen=True)
@@ -166,7 +172,7 @@ def poll_run(
     """
     spec = RunSpec.from_settings(settings)
     cutoff = label_cutoff(seen.last_processed, spec.label_delay_days)
-    if _can_increment(state, seen, spec) and _stored_alike(conn, state):
+    if _can_increment(state, seen, spec, cutoff) and _stored_alike(conn, state):
         assert state is not None and state.result is not None
         clock = time.perf_counter()
         written = [
@@ -181,7 +187,9 @@ def poll_run(
     return _full(conn, state, seen, spec, consumer, cutoff)
 
 
-def _can_increment(state: MonitorState | None, seen: PollProbe, spec: RunSpec) -> bool:
+def _can_increment(
+    state: MonitorState | None, seen: PollProbe, spec: RunSpec, cutoff: date | None
+) -> bool:
     return (
         state is not None
         and state.result is not None
@@ -191,6 +199,8 @@ def _can_increment(state: MonitorState | None, seen: PollProbe, spec: RunSpec) -
         and is_incremental(spec.chunking)
         and state.watermark_id == seen.watermark_id
         and state.label_cutoff == seen.label_cutoff
+        # Until the deployed reference is labelled, a new label cut-off may complete it.
+        and (state.reference_final or cutoff == state.label_cutoff)
     )
 
 
@@ -314,7 +324,9 @@ def _full(
         analysis = load_analysis_at(
             conn, model.version, mapping.continuous, mapping.categorical, cutoff
         )
-        inputs = MonitorInputs(model.version, mapping, reference, analysis, seen.newest_id)
+        inputs = with_reference(
+            MonitorInputs(model.version, mapping, reference, analysis, seen.newest_id), spec
+        )
         seconds["load"] = time.perf_counter() - clock
         clock = time.perf_counter()
         key = fit_key(inputs, spec)
@@ -344,6 +356,7 @@ def _full(
         result=run.result,
         watermark_id=seen.newest_id,
         label_cutoff=cutoff,
+        reference_final=reference_is_final(reference, inputs, spec),
     )
     keys = tuple(chunk.key for chunk in run.result.chunks)
     return PollRun(run_id, run, "full", keys, (), len(analysis), seconds), kept

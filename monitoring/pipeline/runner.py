@@ -96,7 +96,6 @@ class RunSpec:
             to count as known.
         policy: How alert thresholds are set (direction, false-alarm rates).
         reference_days: See `monitoring.compute.core.deployed_reference`; 0: the model's.
-            Applied by `monitor` (full runs), not yet by the poller's incremental runs.
     """
 
     chunking: Chunking = field(default_factory=Chunking)
@@ -344,13 +343,7 @@ def monitor(
             reference, too few rows or reference chunks.
         InputError: Unusable values (e.g. scores outside [0, 1]).
     """
-    if spec.reference_days:
-        from monitoring.compute.core import deployed_reference
-
-        reference = deployed_reference(
-            inputs.reference, inputs.analysis, inputs.mapping, spec.reference_days
-        )
-        inputs = replace(inputs, reference=reference)
+    inputs = with_reference(inputs, spec)
     key = fit_key(inputs, spec)
     with _FITTED_LOCK:
         fitted = _FITTED.pop(key, None)
@@ -364,6 +357,25 @@ def monitor(
         while len(_FITTED) > _FITTED_MAX:
             _FITTED.popitem(last=False)
     return run
+
+
+def with_reference(inputs: MonitorInputs, spec: RunSpec) -> MonitorInputs:
+    """``inputs`` with the reference to fit on: the model's, or its first
+    ``spec.reference_days`` deployed days once they are all labelled (pure)."""
+    if not spec.reference_days:
+        return inputs
+    from monitoring.compute.core import deployed_reference
+
+    reference = deployed_reference(
+        inputs.reference, inputs.analysis, inputs.mapping, spec.reference_days
+    )
+    return replace(inputs, reference=reference)
+
+
+def reference_is_final(model_reference: pd.DataFrame, inputs: MonitorInputs, spec: RunSpec) -> bool:
+    """Whether ``inputs`` (from `with_reference`) fit on the reference they will keep: the
+    model's with ``reference_days`` 0, else the deployed days' once labelled."""
+    return not spec.reference_days or inputs.reference is not model_reference
 
 
 def fit(inputs: MonitorInputs, spec: RunSpec) -> FittedMonitor:
