@@ -7,12 +7,14 @@ process, in `depends_on` order, with the compose environment (`env_file` from
 machine: the test's database server and a database of its own, output and model folders in a
 temporary directory, and free local ports for the published ones. One-shot services run to
 completion and must exit 0; long-running ones (the ingest API, the monitoring service, the
-poller) start in the background, waited for through their own healthcheck when they have one,
-and are stopped at the end. MariaDB itself is the test's server.
+poller, the streaming query) start in the background, waited for through their own healthcheck
+when they have one, and are stopped at the end. MariaDB itself is the test's server.
 
 The check is the demo's end state: the March and streamed April days scored into
-`model_predictions`, and a monitoring run stored. The only departure from the compose files is
-the seed's size (`SMALLER`): fewer subscribers keep the model job short.
+`model_predictions`, a monitoring run stored, and a day streamed through the ingest API
+afterwards scored by the streaming query, which then stops cleanly on SIGTERM. The departures
+from the compose files are the seed's size (`SMALLER`: fewer subscribers keep the model job
+short) and the folders (a temporary directory for the output, the models and the checkpoint).
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ import pytest
 
 from config.settings import Settings
 from db.connection import connection, drop_database, transaction
+from ingest.client import run_stream
 from tests.docker.test_compose import COMPOSE_FILES, ENV_EXAMPLE, included, load_compose
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -50,6 +53,16 @@ SMALLER: dict[str, list[str]] = {"seed": ["--subscribers", "600"]}
 COMMAND_TIMEOUT = 1800.0
 HEALTHY_TIMEOUT = 120.0
 MONITORING_TIMEOUT = 900.0
+SCORING_TIMEOUT = 600.0
+# A day streamed through the ingest API once everything runs, for the streaming query.
+EXTRA_STREAM = {
+    "stream_id": "compose-test-extra-day",
+    "batch_size": 600,
+    "num_batches": 1,
+    "interval": 0,
+    "clock": "simulated",
+    "seed": 11,
+}
 
 _VARIABLE = re.compile(
     r"\$(?:(?P<escaped>\$)|(?P<bare>[A-Za-z_]\w*)"
@@ -284,6 +297,17 @@ class ComposeRun:
                 )
             time.sleep(1)
 
+    def stop(self, name: str) -> int:
+        """SIGTERM one background service, as `docker compose stop` does; its exit status."""
+        process = self.background.pop(name)
+        process.terminate()
+        try:
+            return process.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            pytest.fail(f"{name} did not stop within 120 s of SIGTERM:\n{self.log_tail(name)}")
+
     def stop_all(self) -> None:
         for process in self.background.values():
             process.terminate()
@@ -331,17 +355,30 @@ def test_the_compose_seed_and_stream_are_the_demos() -> None:
     seed, stream = services["seed"]["command"], services["stream"]["command"]
 
     assert _flag(seed, "--days") == demo.SEED_DAYS
+    # The compose stream is the batch-scored April; the demo's own stream adds a drift.
     expected = {
-        "--stream-id": demo.DEMO_STREAM["stream_id"],
         "--batch-size": demo.DEMO_STREAM["batch_size"],
-        "--num-batches": demo.DEMO_STREAM["num_batches"],
-        "--interval": demo.DEMO_STREAM["interval"],
         "--clock": demo.DEMO_STREAM["clock"],
         "--seed": demo.DEMO_STREAM["seed"],
     }
     assert {flag: _flag(stream, flag) for flag in expected} == {
         flag: str(value) for flag, value in expected.items()
     }
+
+
+def test_the_stream_scorer_runs_until_stopped_with_its_checkpoint_in_a_volume() -> None:
+    services = all_services()
+    scorer = services["stream-scorer"]
+    checkpoint = Path(scorer["environment"]["STREAM_CHECKPOINT_DIR"])
+    mounts = {
+        Path(str(volume).split(":")[1]): str(volume).split(":")[0] for volume in scorer["volumes"]
+    }
+
+    assert scorer["command"][1:] == ["-m", "spark_jobs", "stream"]
+    assert is_long_running(scorer)
+    assert [mounts[m] for m in mounts if checkpoint.is_relative_to(m)] == ["stream-checkpoint"]
+    assert "stream-checkpoint" in load_compose(REPO_ROOT / "docker/compose.spark.yaml")["volumes"]
+    assert "model" in dependencies(scorer)
 
 
 def test_the_services_take_the_api_token_from_env() -> None:
@@ -430,6 +467,7 @@ def compose_run(base_settings: Settings, tmp_path: Path) -> Iterator[ComposeRun]
             "DB_NAME": settings.db_name,
             "OUTPUT_DIR": str(tmp_path / "output"),
             "MODEL_DIR": str(tmp_path / "models"),
+            "STREAM_CHECKPOINT_DIR": str(tmp_path / "checkpoints" / "stream"),
             # The image's code is this checkout.
             "PYTHONPATH": str(REPO_ROOT),
             "PYSPARK_PYTHON": sys.executable,
@@ -447,6 +485,34 @@ def _query(settings: Settings, sql: str) -> list[tuple[Any, ...]]:
     with connection(settings) as conn, transaction(conn) as cursor:
         cursor.execute(sql)
         return list(cursor.fetchall())
+
+
+def _stream_one_more_day(run: ComposeRun, settings: Settings) -> tuple[Any, ...]:
+    """Stream a day through the ingest API and wait for the streaming query to score it."""
+    port = run.localizer.ports[("ingest", 5000)]
+    token = run.dotenv["API_TOKEN"]
+    final = run_stream(f"http://127.0.0.1:{port}", EXTRA_STREAM, lambda _: None, token=token)
+    assert final["state"] == "completed", final
+    deadline = time.monotonic() + SCORING_TIMEOUT
+    while True:
+        rows = _query(
+            settings,
+            "SELECT COUNT(*), COALESCE(SUM(cdr_rows), 0), COALESCE(SUM(predictions), 0) "
+            "FROM stream_batches",
+        )
+        if rows[0][1] >= EXTRA_STREAM["batch_size"]:
+            return rows[0]
+        scorer = run.background["stream-scorer"]
+        if scorer.poll() is not None:
+            pytest.fail(
+                f"stream-scorer exited {scorer.returncode}:\n{run.log_tail('stream-scorer')}"
+            )
+        if time.monotonic() > deadline:
+            pytest.fail(
+                f"the streamed day was not scored within {SCORING_TIMEOUT:.0f} s: {rows}\n"
+                f"{run.log_tail('stream-scorer')}"
+            )
+        time.sleep(2)
 
 
 def _wait_for_monitoring_run(run: ComposeRun, settings: Settings) -> tuple[Any, ...]:
@@ -507,3 +573,9 @@ def test_compose_up_reaches_predictions_and_a_monitoring_run(
     except urllib.error.URLError as exc:
         pytest.fail(f"the dashboard did not answer: {exc}\n{run.log_tail('monitoring')}")
     assert version in page
+
+    batches, cdr_rows, predictions = _stream_one_more_day(run, settings)
+    assert batches >= 1
+    assert cdr_rows == EXTRA_STREAM["batch_size"]
+    assert predictions > 0
+    assert run.stop("stream-scorer") == 0, run.log_tail("stream-scorer")
