@@ -52,6 +52,11 @@ class Child:
             return ""
         return "\n".join(text.splitlines()[-lines:])
 
+    def check_success(self) -> None:
+        """Raise :class:`ChildFailed` if the child ended with an error."""
+        if self.process.poll() not in (None, 0):
+            self.check()
+
     def check(self) -> None:
         """Raise :class:`ChildFailed` if the child has exited."""
         code = self.process.poll()
@@ -134,6 +139,17 @@ class Children:
         child = Child(name, process, log)
         self.started.append(child)
         return child
+
+    def finish(self, child: Child) -> None:
+        """Wait for a one-shot ``child`` to end; raise :class:`ChildFailed` unless it ends
+        well. Meanwhile, the other children must keep running."""
+        while child.process.poll() is None:
+            for other in self.started:
+                if other is not child:
+                    other.check()
+            time.sleep(0.5)
+        child.check_success()
+        self.started.remove(child)
 
     def check(self) -> None:
         """Raise :class:`ChildFailed` for the first child that has exited."""

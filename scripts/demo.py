@@ -26,18 +26,17 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from config.settings import Settings, load_settings  # noqa: E402
+from db.errors import DatabaseError  # noqa: E402
 from ingest.client import ClientError  # noqa: E402
-from scripts.children import ChildFailed, Children, supervised  # noqa: E402
+from scripts.children import ChildFailed, supervised  # noqa: E402
 from scripts.days import DayStatus, describe_story, tell  # noqa: E402
 from scripts.loop import (  # noqa: E402
     LoopOptions,
-    clear_stale_checkpoint,
     follow_stream,
     latencies,
     service_url,
-    start_poller,
-    start_scorer,
-    start_service,
+    start_scoring,
+    start_services,
 )
 from scripts.stages import (  # noqa: E402
     SEED_DAYS,
@@ -46,8 +45,8 @@ from scripts.stages import (  # noqa: E402
     current_version,
     has_model,
     history_end,
-    max_cdr_id,
     prepare_database,
+    score_args,
     seed_history,
     step,
     train,
@@ -75,28 +74,6 @@ def _token(settings: Settings) -> str | None:
     return settings.api_token.get_secret_value() if settings.api_token else None
 
 
-def start_services(children: Children, settings: Settings, options: LoopOptions) -> str:
-    """The poller, the monitoring service and the ingest service; the ingest API's URL."""
-    start_poller(children, options)
-    monitoring = service_url(settings.monitoring_host, settings.monitoring_port)
-    start_service(children, "monitoring", monitoring, options)
-    ingest = service_url(settings.ingest_host, settings.ingest_port)
-    start_service(children, "ingest", ingest, options)
-    print(f"  monitoring poller every {options.poll_seconds:g} s; dashboard at {monitoring}/")
-    print(f"  ingest API at {ingest}/")
-    return ingest
-
-
-def start_scoring(children: Children, settings: Settings, options: LoopOptions) -> None:
-    """The streaming query, from the rows committed now (a stale checkpoint is removed)."""
-    if clear_stale_checkpoint(settings.stream_checkpoint, max_cdr_id(settings)):
-        print(f"  removed a checkpoint of an earlier database: {settings.stream_checkpoint}")
-    child = start_scorer(children, options)
-    print(
-        f"  python -m spark_jobs stream (checkpoint {settings.stream_checkpoint}; log {child.log})"
-    )
-
-
 def report(days: list[DayStatus], drift_from: int | None) -> None:
     for line in describe_story(tell(days, drift_from), drift_from):
         print(line)
@@ -114,11 +91,15 @@ def demo(settings: Settings, options: LoopOptions, log_dir: Path) -> None:
     train()
     end = history_end(settings, DEMO_STREAM["stream_id"])
     with supervised(ROOT, log_dir) as children:
-        step("Streaming query starts now (its first micro-batch takes 30-40 s), in parallel:")
+        step(
+            "Started together: the streaming query (its first micro-batch takes 30-40 s), "
+            f"the batch score up to {end}, the monitoring poller and service, the ingest service"
+        )
         start_scoring(children, settings, options)
-        batch_score(end)
-        step("Monitoring poller, monitoring service, ingest service")
+        score = children.start("batch-score", score_args(end))
         ingest = start_services(children, settings, options)
+        children.finish(score)
+        print(f"  batch score done: {score.log_tail(1).strip()}")
         step(
             f"Stream {DEMO_STREAM['num_batches']} x {DEMO_STREAM['batch_size']:,} rows "
             f"through POST /start_stream: clean days, covariate drift from day {DRIFT_FROM_DAY}"
@@ -194,7 +175,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"\nStopped after {time.monotonic() - began:.0f} s.")
         return 130
-    except (StageFailed, ChildFailed, ClientError) as exc:
+    except (StageFailed, ChildFailed, ClientError, DatabaseError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     from monitoring.pipeline.runner import report_folder

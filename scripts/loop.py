@@ -32,6 +32,7 @@ from db.stream_progress import (
 from ingest.client import ClientError, call, describe_error, wait_until_healthy
 from scripts.children import Child, Children
 from scripts.days import DayStatus, describe_monitored, describe_scored, follow_days
+from scripts.stages import max_cdr_id
 
 Printer = Callable[[str], None]
 
@@ -115,6 +116,28 @@ def start_service(children: Children, module: str, url: str, options: LoopOption
         except ClientError:
             if time.monotonic() > deadline:
                 raise
+
+
+def start_services(children: Children, settings: Settings, options: LoopOptions) -> str:
+    """The poller, the monitoring service and the ingest service; the ingest API's URL."""
+    start_poller(children, options)
+    monitoring = service_url(settings.monitoring_host, settings.monitoring_port)
+    start_service(children, "monitoring", monitoring, options)
+    ingest = service_url(settings.ingest_host, settings.ingest_port)
+    start_service(children, "ingest", ingest, options)
+    print(f"  monitoring poller every {options.poll_seconds:g} s; dashboard at {monitoring}/")
+    print(f"  ingest API at {ingest}/")
+    return ingest
+
+
+def start_scoring(children: Children, settings: Settings, options: LoopOptions) -> None:
+    """The streaming query, from the rows committed now (a stale checkpoint is removed)."""
+    if clear_stale_checkpoint(settings.stream_checkpoint, max_cdr_id(settings)):
+        print(f"  removed a checkpoint of an earlier database: {settings.stream_checkpoint}")
+    child = start_scorer(children, options)
+    print(
+        f"  python -m spark_jobs stream (checkpoint {settings.stream_checkpoint}; log {child.log})"
+    )
 
 
 @dataclass

@@ -55,7 +55,12 @@ def train() -> None:
 def batch_score(end: date) -> None:
     """Score the days after the model's test window up to ``end`` (the seeded history)."""
     step(f"Batch score: the days after the model's test window up to {end} -> model_predictions")
-    run("-m", "spark_jobs", "score", "--end", end.isoformat())
+    run(*score_args(end))
+
+
+def score_args(end: date) -> list[str]:
+    """`python -m spark_jobs score` of the days after the model's test window to ``end``."""
+    return ["-m", "spark_jobs", "score", "--end", end.isoformat()]
 
 
 def history_end(settings: Settings, stream_id: str) -> date:
