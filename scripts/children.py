@@ -93,11 +93,17 @@ def stop_child(child: Child, seconds: float = STOP_SECONDS) -> int | None:
     stops its query and then the JVM); what is left of the group after ``seconds`` gets
     SIGTERM, and SIGKILL after :data:`KILL_SECONDS`.
     """
-    pgid = child.pid  # each child leads its own session and process group
     if child.alive():
         child.process.send_signal(signal.SIGTERM)
+    return reap(child, time.monotonic() + seconds)
+
+
+def reap(child: Child, deadline: float) -> int | None:
+    """Wait until ``deadline`` for a child sent SIGTERM, then clear its process group."""
+    pgid = child.pid  # each child leads its own session and process group
     with suppress(subprocess.TimeoutExpired):
-        child.process.wait(timeout=seconds)
+        child.process.wait(timeout=max(0.0, deadline - time.monotonic()))
+    # The child's own children (a JVM) get a moment to follow it out.
     if not _wait_group(pgid, 5.0 if child.process.poll() is not None else 0.0):
         _signal_group(pgid, signal.SIGTERM)
         if not _wait_group(pgid, KILL_SECONDS):
@@ -116,7 +122,7 @@ def _signal_group(pgid: int, signum: signal.Signals) -> None:
 
 @dataclass
 class Children:
-    """The children started so far, stopped in reverse order of starting."""
+    """The children started so far."""
 
     cwd: Path
     log_dir: Path
@@ -156,12 +162,20 @@ class Children:
         for child in self.started:
             child.check()
 
-    def stop_all(self) -> dict[str, int | None]:
-        """Stop every child, the last started first; their exit statuses by name."""
-        statuses = {}
-        while self.started:
-            child = self.started.pop()
-            statuses[child.name] = stop_child(child)
+    def stop_all(self, seconds: float = STOP_SECONDS) -> dict[str, int | None]:
+        """Stop every child; their exit statuses by name.
+
+        All get SIGTERM at once, the last started first (the ingest service before the
+        query that scores its rows), so their shutdowns overlap; each then has until the
+        same deadline before its process group is cleared.
+        """
+        stopping = list(reversed(self.started))
+        for child in stopping:
+            if child.alive():
+                child.process.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + seconds
+        statuses = {child.name: reap(child, deadline) for child in stopping}
+        self.started.clear()
         return statuses
 
 

@@ -217,14 +217,14 @@ def describe_story(story: Story, drift_from: int | None) -> list[str]:
     """The demo's closing lines on what the monitoring caught."""
     lines = [f"Clean days (before the injection): {describe_counts(story.clean)}"]
     alerting = sum(n for verdict, n in story.clean.items() if verdict != "healthy")
-    lines.append(
-        "  no alert on a clean day" if not alerting else f"  {alerting} clean day(s) alerted"
-    )
-    if drift_from is None:
-        return lines
-    lines.append(f"Drifted days (from day {drift_from}): {describe_counts(story.drifted)}")
-    if not story.alerts:
-        lines.append("  the drift raised no alert")
+    if story.clean:
+        lines.append(
+            "  no alert on a clean day" if not alerting else f"  {alerting} clean day(s) alerted"
+        )
+    if drift_from is not None:
+        lines.append(f"Drifted days (from day {drift_from}): {describe_counts(story.drifted)}")
+        if story.drifted and not story.alerts:
+            lines.append("  the drift raised no alert")
     for offset, status in story.alerts:
         assert status.verdict is not None
         lines.append(
@@ -232,5 +232,7 @@ def describe_story(story: Story, drift_from: int | None) -> list[str]:
             + ", ".join(status.verdict.reasons)
         )
     if story.unmonitored:
-        lines.append(f"  {story.unmonitored} complete day(s) not monitored yet")
+        lines.append(
+            f"{story.unmonitored} complete day(s) not monitored yet: the poller was still at it"
+        )
     return lines

