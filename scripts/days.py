@@ -14,6 +14,9 @@ from datetime import date, datetime
 
 from db.stream_progress import DayPredictions, IngestBatch, RawDay, RunVerdicts, ScoringBatch
 
+# A stream's last day with less than this share of the day before's rows is partial.
+PARTIAL_SHARE = 0.9
+
 
 @dataclass(frozen=True)
 class Verdict:
@@ -32,6 +35,8 @@ class DayStatus:
     Attributes:
         step: The day's index in its stream (0 = the stream's first day).
         complete: No more rows will come for it: a later day has begun, or the stream ended.
+        partial: The stream ended on it with under :data:`PARTIAL_SHARE` of the previous
+            day's rows: a slice of the subscribers, judged as such by the monitoring.
         landed_at: When the ingest batch holding its last row committed.
         scored_at: When the micro-batch that read its last row committed.
         predictions: Its analysis predictions by the current model.
@@ -46,6 +51,8 @@ class DayStatus:
     scored_at: datetime | None = None
     predictions: int = 0
     verdict: Verdict | None = None
+    # The stream ended on it well short of the day before: a slice of the population.
+    partial: bool = False
 
     @property
     def scored(self) -> bool:
@@ -133,6 +140,12 @@ def follow_days(
         verdict = None
         if scored_at is not None and scored is not None:
             verdict = first_verdict(day.day, scored.max_id, runs)
+        partial = (
+            stream_ended
+            and step == len(raw) - 1
+            and step > 0
+            and day.rows < PARTIAL_SHARE * raw[step - 1].rows
+        )
         statuses.append(
             DayStatus(
                 day.day,
@@ -143,6 +156,7 @@ def follow_days(
                 scored_at,
                 scored.rows if scored is not None and scored_at is not None else 0,
                 verdict,
+                partial,
             )
         )
     return statuses
@@ -154,9 +168,10 @@ def follow_days(
 def describe_scored(status: DayStatus, drift_from: int | None = None) -> str:
     """One line for a day whose predictions have committed."""
     latency = "" if status.latency is None else f", {status.latency:5.1f} s after its last row"
+    partial = " (partial: the stream ended on it)" if status.partial else ""
     return (
         f"  {status.day}  {_tag(status.step, drift_from)}  {status.rows:6,} rows -> "
-        f"{status.predictions:6,} predictions{latency}"
+        f"{status.predictions:6,} predictions{latency}{partial}"
     )
 
 
@@ -164,11 +179,33 @@ def describe_monitored(status: DayStatus, drift_from: int | None = None) -> str:
     """One line for a day whose chunk has a stored verdict."""
     assert status.verdict is not None
     verdict = status.verdict
-    reasons = f" ({', '.join(verdict.reasons)})" if verdict.reasons else ""
+    reasons = f" ({summarize_reasons(verdict.reasons)})" if verdict.reasons else ""
     return (
         f"  {status.day}  {_tag(status.step, drift_from)}  monitored by run "
         f"{verdict.run_id}: {verdict.verdict}{reasons}"
     )
+
+
+def summarize_reasons(reasons: Sequence[str], named: int = 2) -> str:
+    """Reasons (``kind:subject``) grouped by kind, in their order, with at most ``named``
+    subjects each: ``univariate_drift: 16 features (M_Data_Count_trend, M_Data_Sum_trend,
+    ...), multivariate_drift``."""
+    kinds: dict[str, list[str]] = {}
+    for reason in reasons:
+        kind, _, subject = reason.partition(":")
+        kinds.setdefault(kind, [])
+        if subject:
+            kinds[kind].append(subject)
+    parts = []
+    for kind, subjects in kinds.items():
+        if not subjects:
+            parts.append(kind)
+        elif len(subjects) == 1:
+            parts.append(f"{kind}: {subjects[0]}")
+        else:
+            shown = ", ".join(subjects[:named]) + (", ..." if len(subjects) > named else "")
+            parts.append(f"{kind}: {len(subjects)} ({shown})")
+    return "; ".join(parts)
 
 
 def _tag(step: int, drift_from: int | None) -> str:
@@ -187,6 +224,7 @@ class Story:
     # The drifted days that raised an alert: (offset from the injection day, day, verdict).
     alerts: tuple[tuple[int, DayStatus], ...] = ()
     unmonitored: int = 0
+    partial: tuple[date, ...] = ()
 
 
 def tell(days: Sequence[DayStatus], drift_from: int | None) -> Story:
@@ -195,7 +233,11 @@ def tell(days: Sequence[DayStatus], drift_from: int | None) -> Story:
     drifted: Counter[str] = Counter()
     alerts = []
     unmonitored = 0
+    partial = []
     for status in days:
+        if status.partial:
+            partial.append(status.day)
+            continue
         if status.verdict is None:
             unmonitored += status.complete
             continue
@@ -205,7 +247,7 @@ def tell(days: Sequence[DayStatus], drift_from: int | None) -> Story:
             drifted[status.verdict.verdict] += 1
             if status.verdict.verdict != "healthy":
                 alerts.append((status.step - drift_from, status))
-    return Story(clean, drifted, tuple(alerts), unmonitored)
+    return Story(clean, drifted, tuple(alerts), unmonitored, tuple(partial))
 
 
 def describe_counts(counts: Counter[str]) -> str:
@@ -229,8 +271,10 @@ def describe_story(story: Story, drift_from: int | None) -> list[str]:
         assert status.verdict is not None
         lines.append(
             f"  {status.day} (injection day +{offset}): {status.verdict.verdict}: "
-            + ", ".join(status.verdict.reasons)
+            + summarize_reasons(status.verdict.reasons)
         )
+    for day in story.partial:
+        lines.append(f"Left out: {day}, partial (the stream ended on it)")
     if story.unmonitored:
         lines.append(
             f"{story.unmonitored} complete day(s) not monitored yet: the poller was still at it"

@@ -13,6 +13,7 @@ from scripts.days import (
     follow_days,
     landing_times,
     scoring_time,
+    summarize_reasons,
     tell,
 )
 
@@ -132,6 +133,41 @@ def test_the_story_counts_clean_and_drifted_days_and_names_the_alerts() -> None:
     assert dict(story.drifted) == {"healthy": 1, "data_drift": 1}
     assert [(offset, s.day) for offset, s in story.alerts] == [(1, date(2024, 4, 4))]
     assert lines[1] == "  no alert on a clean day"
-    assert lines[-1] == "  2024-04-04 (injection day +1): data_drift: x:y"
+    assert lines[-1] == "  2024-04-04 (injection day +1): data_drift: x: y"
     assert "drift +1" in describe_monitored(statuses[3], 2)
     assert describe_scored(statuses[0]).endswith("3 predictions,   3.0 s after its last row")
+
+
+def test_a_stream_that_ends_well_short_of_a_day_leaves_a_partial_day_out_of_the_story() -> None:
+    days = raw(10, 10, 4)
+    scoring = [ScoringBatch("q", 1, 101, 124, 24, at(4))]
+    predictions = [DayPredictions(d.day, d.rows, 500 + i) for i, d in enumerate(days)]
+    runs = [run(1, 999, *((d.day.isoformat(), "data_drift") for d in days))]
+
+    running = follow_days(
+        days, [IngestBatch(1, 24, at(1))], scoring, predictions, runs, stream_ended=False
+    )
+    ended = follow_days(
+        days, [IngestBatch(1, 24, at(1))], scoring, predictions, runs, stream_ended=True
+    )
+    story = tell(ended, drift_from=1)
+
+    assert [s.partial for s in running] == [False, False, False]
+    assert [s.partial for s in ended] == [False, False, True]
+    assert dict(story.drifted) == {"data_drift": 1}
+    assert story.partial == (date(2024, 4, 3),)
+    assert "partial" in describe_scored(ended[2])
+
+
+def test_reasons_are_grouped_by_kind_with_a_few_subjects_named() -> None:
+    reasons = [
+        "estimated_performance:roc_auc",
+        "univariate_drift:a",
+        "univariate_drift:b",
+        "univariate_drift:c",
+        "multivariate_drift",
+    ]
+
+    assert summarize_reasons(reasons) == (
+        "estimated_performance: roc_auc; univariate_drift: 3 (a, b, ...); multivariate_drift"
+    )
