@@ -36,7 +36,6 @@ _RUNS_AFTER = (
     "SELECT run_id, model_version, status, finished_at, watermark_id, verdicts, error_message "
     "FROM monitoring_runs WHERE run_id > %s ORDER BY run_id"
 )
-_LAST_RUN_ID = "SELECT COALESCE(MAX(run_id), 0) FROM monitoring_runs"
 
 
 @dataclass(frozen=True)
@@ -155,11 +154,3 @@ def runs_after(conn: Connection, after_run_id: int) -> list[RunVerdicts]:
         )
         for run_id, version, status, finished, watermark, verdicts, error in rows
     ]
-
-
-def last_run_id(conn: Connection) -> int:
-    """The newest `monitoring_runs.run_id`, 0 when there is none."""
-    with transaction(conn) as cursor:
-        cursor.execute(_LAST_RUN_ID)
-        (value,) = cursor.fetchone()
-    return int(value)

@@ -1,9 +1,10 @@
 """The closed loop: CDRs streamed through the ingest API, scored as they land, monitored.
 
-:func:`start_loop` starts the four long-running processes as children (the streaming query,
-the monitoring poller, the monitoring service and the ingest service); :func:`follow_stream`
-sends one stream through `POST /start_stream` and prints each day as it is scored and as its
-chunk is judged, reading the tables each stage writes (:mod:`db.stream_progress`).
+:func:`start_scoring` and :func:`start_services` start the four long-running processes as
+children (the streaming query; the monitoring poller, the monitoring service and the ingest
+service); :func:`follow_stream` sends one stream through `POST /start_stream` and prints each
+day as it is scored and as its chunk is judged, reading the tables each stage writes
+(:mod:`db.stream_progress`).
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ from db.connection import connection
 from db.stream_progress import (
     RunVerdicts,
     ingest_batches_of,
-    last_run_id,
     predictions_from,
     raw_days_from,
     runs_after,
@@ -206,13 +206,9 @@ def follow_stream(
     stream_id = str(started["stream_id"])
     with connection(settings) as conn:
         source = get_source(conn, stream_id)
-        first_run = last_run_id(conn)
     if source is None or source.anchor_date is None:
         raise ClientError(f"stream {stream_id} has no simulated first day")
     watcher = DayWatcher(settings, stream_id, source.anchor_date.date(), model_version, drift_from)
-    # Runs before this stream judged none of its days; a rerun's days keep their first runs.
-    with connection(settings) as conn:
-        watcher.runs.extend(r for r in runs_after(conn, 0) if r.run_id <= first_run)
     ended_at: float | None = None
     state = ""
     while True:
@@ -221,17 +217,7 @@ def follow_stream(
         if status.get("state") != state:
             state = str(status.get("state"))
             if state in _ENDED:
-                error = describe_error(status.get("last_error"))
-                out(
-                    f"  [stream {stream_id}] {state}: {status.get('rows_done', 0):,} rows in "
-                    f"{status.get('batches_done', 0)} batches"
-                    + (
-                        f" ({status.get('batches_skipped')} written by an earlier run)"
-                        if status.get("batches_skipped")
-                        else ""
-                    )
-                    + (f"; last error: {error}" if error else "")
-                )
+                out(describe_stream_end(status))
         ended = state in _ENDED
         for line in watcher.refresh(stream_ended=ended):
             out(line)
@@ -240,6 +226,18 @@ def follow_stream(
             if watcher.settled() or time.monotonic() - ended_at > settle_seconds:
                 return watcher
         time.sleep(1.0)
+
+
+def describe_stream_end(status: dict[str, Any]) -> str:
+    """One line for a stream's final `/stream_status`."""
+    line = (
+        f"  [stream {status.get('stream_id')}] {status.get('state')}: "
+        f"{status.get('rows_done', 0):,} rows in {status.get('batches_done', 0)} batches"
+    )
+    if status.get("batches_skipped"):
+        line += f" ({status['batches_skipped']} batches written by an earlier run)"
+    error = describe_error(status.get("last_error"))
+    return line + (f"; last error: {error}" if error else "")
 
 
 def latencies(days: Sequence[DayStatus]) -> list[float]:

@@ -46,7 +46,7 @@ PROJECT_IMAGE = "cdr-churn-pipeline:local"
 # Restart policies of services that run until stopped.
 LONG_RUNNING = {"always", "unless-stopped"}
 # Free local ports for the published ones (this test's share of the machine).
-PORT_RANGE = range(5380, 5400)
+PORT_RANGE = range(5620, 5650)
 # Arguments added to a service's command, to keep the run short; everything else is as composed.
 SMALLER: dict[str, list[str]] = {"seed": ["--subscribers", "600"]}
 # Generous bounds so a stuck process fails the test instead of hanging it; not speed checks.
