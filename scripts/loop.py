@@ -84,11 +84,21 @@ def clear_stale_checkpoint(checkpoint: Path, max_cdr_id: int) -> bool:
     return True
 
 
-def start_scorer(children: Children, options: LoopOptions) -> Child:
-    """Start `python -m spark_jobs stream`: it scores the rows committed from now on."""
+def start_scorer(children: Children, options: LoopOptions, after_id: int) -> Child:
+    """Start `python -m spark_jobs stream` from the rows after ``after_id`` (unless its
+    checkpoint says where it is): not "latest", which the query reads only once its JVM is
+    up, by when a stream may have begun."""
     return children.start(
         "stream-scorer",
-        ["-m", "spark_jobs", "stream", "--trigger-seconds", str(options.trigger_seconds)],
+        [
+            "-m",
+            "spark_jobs",
+            "stream",
+            "--trigger-seconds",
+            str(options.trigger_seconds),
+            "--starting-id",
+            str(after_id),
+        ],
     )
 
 
@@ -132,9 +142,10 @@ def start_services(children: Children, settings: Settings, options: LoopOptions)
 
 def start_scoring(children: Children, settings: Settings, options: LoopOptions) -> None:
     """The streaming query, from the rows committed now (a stale checkpoint is removed)."""
-    if clear_stale_checkpoint(settings.stream_checkpoint, max_cdr_id(settings)):
+    after_id = max_cdr_id(settings)
+    if clear_stale_checkpoint(settings.stream_checkpoint, after_id):
         print(f"  removed a checkpoint of an earlier database: {settings.stream_checkpoint}")
-    child = start_scorer(children, options)
+    child = start_scorer(children, options, after_id)
     print(
         f"  python -m spark_jobs stream (checkpoint {settings.stream_checkpoint}; log {child.log})"
     )
