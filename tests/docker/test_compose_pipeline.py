@@ -12,7 +12,8 @@ when they have one, and are stopped at the end. MariaDB itself is the test's ser
 
 The check is the demo's end state: the March and streamed April days scored into
 `model_predictions`, a monitoring run stored, and a day streamed through the ingest API
-afterwards scored by the streaming query, which then stops cleanly on SIGTERM. The departures
+afterwards scored by the streaming query (restarted, as its restart policy says, should it
+exit), which then stops cleanly on SIGTERM. The departures
 from the compose files are the seed's size (`SMALLER`: fewer subscribers keep the model job
 short) and the folders (a temporary directory for the output, the models and the checkpoint).
 """
@@ -28,7 +29,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -54,6 +55,8 @@ COMMAND_TIMEOUT = 1800.0
 HEALTHY_TIMEOUT = 120.0
 MONITORING_TIMEOUT = 900.0
 SCORING_TIMEOUT = 600.0
+# A long-running service that exits is restarted this many times (`restart: unless-stopped`).
+RESTARTS = 2
 # A day streamed through the ingest API once everything runs, for the streaming query.
 EXTRA_STREAM = {
     "stream_id": "compose-test-extra-day",
@@ -239,6 +242,7 @@ class ComposeRun:
     logs: Path
     localizer: Localizer = field(default_factory=Localizer)
     background: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    restarts: dict[str, int] = field(default_factory=dict)
 
     def env(self, name: str) -> dict[str, str]:
         composed = composed_environment(self.services[name], self.dotenv)
@@ -270,8 +274,8 @@ class ComposeRun:
         if finished.returncode != 0:
             pytest.fail(f"{name} exited {finished.returncode}:\n{self.log_tail(name)}")
 
-    def start(self, name: str) -> None:
-        log = (self.logs / f"{name}.log").open("wb")
+    def start(self, name: str, mode: str = "wb") -> None:
+        log = (self.logs / f"{name}.log").open(mode)
         self.background[name] = subprocess.Popen(
             self.command(name), cwd=REPO_ROOT, env=self.env(name), stdout=log, stderr=log
         )
@@ -296,6 +300,19 @@ class ComposeRun:
                     f"{name} not healthy after {HEALTHY_TIMEOUT:.0f} s:\n{self.log_tail(name)}"
                 )
             time.sleep(1)
+
+    def keep_running(self, name: str) -> None:
+        """Restart ``name`` if it has exited, as its restart policy would (up to
+        :data:`RESTARTS` times); its log goes on in the same file."""
+        process = self.background[name]
+        if process.poll() is None:
+            return
+        self.restarts[name] = self.restarts.get(name, 0) + 1
+        if self.restarts[name] > RESTARTS:
+            pytest.fail(
+                f"{name} exited {process.returncode} {RESTARTS + 1} times:\n{self.log_tail(name)}"
+            )
+        self.start(name, mode="ab")
 
     def stop(self, name: str) -> int:
         """SIGTERM one background service, as `docker compose stop` does; its exit status."""
@@ -487,32 +504,36 @@ def _query(settings: Settings, sql: str) -> list[tuple[Any, ...]]:
         return list(cursor.fetchall())
 
 
+def _wait(run: ComposeRun, done: Callable[[], bool], what: str) -> None:
+    """Wait for ``done``, restarting the stream-scorer as compose would if it exits."""
+    deadline = time.monotonic() + SCORING_TIMEOUT
+    while not done():
+        run.keep_running("stream-scorer")
+        if time.monotonic() > deadline:
+            pytest.fail(
+                f"{what} not within {SCORING_TIMEOUT:.0f} s:\n{run.log_tail('stream-scorer')}"
+            )
+        time.sleep(2)
+
+
 def _stream_one_more_day(run: ComposeRun, settings: Settings) -> tuple[Any, ...]:
-    """Stream a day through the ingest API and wait for the streaming query to score it."""
+    """Stream a day through the ingest API and wait for the streaming query to score it.
+
+    The day is streamed once the query has fixed its first offset in its checkpoint: a query
+    without one starts after the rows committed when it plans its first batch.
+    """
+    offsets = Path(run.environment["STREAM_CHECKPOINT_DIR"]) / "offsets"
+    _wait(run, lambda: offsets.is_dir() and any(offsets.iterdir()), "the query's first offset")
     port = run.localizer.ports[("ingest", 5000)]
     token = run.dotenv["API_TOKEN"]
     final = run_stream(f"http://127.0.0.1:{port}", EXTRA_STREAM, lambda _: None, token=token)
     assert final["state"] == "completed", final
-    deadline = time.monotonic() + SCORING_TIMEOUT
-    while True:
-        rows = _query(
-            settings,
-            "SELECT COUNT(*), COALESCE(SUM(cdr_rows), 0), COALESCE(SUM(predictions), 0) "
-            "FROM stream_batches",
-        )
-        if rows[0][1] >= EXTRA_STREAM["batch_size"]:
-            return rows[0]
-        scorer = run.background["stream-scorer"]
-        if scorer.poll() is not None:
-            pytest.fail(
-                f"stream-scorer exited {scorer.returncode}:\n{run.log_tail('stream-scorer')}"
-            )
-        if time.monotonic() > deadline:
-            pytest.fail(
-                f"the streamed day was not scored within {SCORING_TIMEOUT:.0f} s: {rows}\n"
-                f"{run.log_tail('stream-scorer')}"
-            )
-        time.sleep(2)
+    sql = (
+        "SELECT COUNT(*), COALESCE(SUM(cdr_rows), 0), COALESCE(SUM(predictions), 0) "
+        "FROM stream_batches"
+    )
+    _wait(run, lambda: _query(settings, sql)[0][1] >= EXTRA_STREAM["batch_size"], "scoring")
+    return _query(settings, sql)[0]
 
 
 def _wait_for_monitoring_run(run: ComposeRun, settings: Settings) -> tuple[Any, ...]:
