@@ -18,10 +18,11 @@ PYTHON ?= $(shell for p in python3.11 python3.12 python3; do \
 	command -v $$p >/dev/null 2>&1 && $$p -c 'import sys; sys.exit(not (3,11) <= sys.version_info[:2] < (3,13))' \
 	&& { echo $$p; break; }; done)
 
-.PHONY: help demo test test-fast lint bench diagrams db-server db-stop serve dashboard poll clean venv lock
+.PHONY: help demo loop test test-fast lint bench diagrams db-server db-stop serve dashboard poll clean venv lock
 
 help:
-	@echo "make demo       run the pipeline end to end (sets everything up)"
+	@echo "make demo       the pipeline end to end: a stream scored and monitored as it lands, with a drift"
+	@echo "make loop       the closed loop until Ctrl-C: services, streaming query, poller, an endless stream"
 	@echo "make test       lint, type-check and run every test (sets everything up)"
 	@echo "make test-fast  the tests not marked slow"
 	@echo "make serve      serve the streaming simulator on INGEST_PORT (5000)"
@@ -66,6 +67,10 @@ lock:
 demo: $(STAMP)
 	@scripts/system_deps.sh demo
 	@$(PY) scripts/demo.py
+
+loop: $(STAMP)
+	@scripts/system_deps.sh demo
+	@$(PY) scripts/demo.py loop
 
 test: $(STAMP)
 	@scripts/system_deps.sh test

@@ -1,153 +1,193 @@
-"""`make demo`: the pipeline end to end on the embedded default.
+"""`make demo` and `make loop`: the closed loop of the pipeline on the embedded default.
 
-Steps: a database server (the configured one, or a project-local MariaDB), the schema,
-seed history, the streaming simulator served over HTTP and one short stream through its
-API, the daily summary from the stored procedure, the Spark analysis, model and score jobs,
-the EDA, and a monitoring run through the monitoring service's API. Re-running it is safe:
-seeding and the demo stream are idempotent, so the data stays the same.
+`make demo` (``python scripts/demo.py``): a database server, the schema, seeded history, the
+Spark analysis and model; then the streaming query starts (while March is batch-scored),
+with the monitoring poller, the monitoring service and the ingest service beside it. One
+stream goes through `POST /start_stream`: clean days first, then a sudden covariate drift.
+Each day is printed as it is scored (with its latency) and as the poller judges it; the run
+ends with what the monitoring said about the clean days and the drifted ones, and stops
+everything it started. Re-running it is safe: the seed and the stream are idempotent, and
+the streaming checkpoint belongs to the database.
+
+`make loop` (``python scripts/demo.py loop``): the same processes and an endless clean
+stream, until Ctrl-C.
 """
 
 from __future__ import annotations
 
-import os
-import secrets
-import subprocess
+import argparse
 import sys
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
-from datetime import timedelta
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from config.settings import load_settings  # noqa: E402
-from db.cdr import cdr_bounds, daily_summary  # noqa: E402
-from db.connection import connection  # noqa: E402
-from ingest.client import (  # noqa: E402
-    ClientError,
-    call,
-    describe_error,
-    describe_progress,
-    run_stream,
-    wait_until_healthy,
+from config.settings import Settings, load_settings  # noqa: E402
+from db.errors import DatabaseError  # noqa: E402
+from ingest.client import ClientError  # noqa: E402
+from scripts.children import ChildFailed, supervised  # noqa: E402
+from scripts.days import DayStatus, describe_story, tell  # noqa: E402
+from scripts.loop import (  # noqa: E402
+    LoopOptions,
+    follow_stream,
+    latencies,
+    service_url,
+    start_scoring,
+    start_services,
+)
+from scripts.stages import (  # noqa: E402
+    SEED_DAYS,
+    StageFailed,
+    batch_score,
+    current_version,
+    has_model,
+    history_end,
+    prepare_database,
+    score_args,
+    seed_history,
+    step,
+    train,
 )
 
-# 91 days, 2024-01-01 to 2024-03-31: the model trains on January and February
-# (config.json's processed range), March is scored and its labels arrive within the demo.
-SEED_DAYS = "91"
-# The stream continues the seeded population (about 2,930 rows a day): 10 x 3,000 rows
-# carry it through about ten April days.
-DEMO_STREAM = {
-    "stream_id": "demo-stream-april",
+# Days 0-5 of the stream are clean; from day 6 on, voice usage drops to 0.6x and data usage
+# grows 1.8x (ingest.scenario.CovariateDrift's defaults). The seeded population streams
+# about 2,930 rows a day, so 12 batches of 3,000 rows make 12 whole days and a part of a
+# 13th. One stream, so that no clean day is cut short by a stream's end.
+DRIFT_FROM_DAY = 6
+DEMO_STREAM: dict[str, Any] = {
+    "stream_id": "demo-closed-loop",
     "batch_size": 3000,
-    "num_batches": 10,
-    "interval": 0.5,
+    "num_batches": 12,
+    "interval": 4.0,
     "clock": "simulated",
     "seed": 7,
+    "scenario": {"covariate_drift": {"from_step": DRIFT_FROM_DAY}},
 }
-SUMMARY_DAYS = 14
+# `make loop`: about a simulated day every LOOP_INTERVAL seconds, until stopped.
+LOOP_INTERVAL = 8.0
 
 
-def step(title: str) -> None:
-    print(f"\n==> {title}", flush=True)
+def _token(settings: Settings) -> str | None:
+    return settings.api_token.get_secret_value() if settings.api_token else None
 
 
-def run(*args: str) -> None:
-    subprocess.run([sys.executable, *args], cwd=ROOT, check=True)
-
-
-@contextmanager
-def service(module: str, url: str) -> Iterator[None]:
-    """Run ``python -m <module> serve`` and make sure it is the one answering on ``url``.
-
-    The service gets a fresh ``INSTANCE_ID``; a port held by another process fails the demo
-    with that process named, instead of talking to it.
-    """
-    nonce = secrets.token_hex(8)
-    process = subprocess.Popen(
-        [sys.executable, "-m", module, "serve"], cwd=ROOT, env={**os.environ, "INSTANCE_ID": nonce}
-    )
-    try:
-        wait_until_healthy(url, timeout=60, instance_id=nonce)
-        yield
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
-
-
-def main() -> int:
-    began = time.monotonic()
-    step("Database server")
-    run("-m", "db", "server")
-    step("Schema (versioned migrations)")
-    run("-m", "db", "init")
-    step("Seed history (synthetic CDR generator)")
-    run("-m", "ingest", "seed", "--days", SEED_DAYS)
-
-    settings = load_settings()
-    url = f"http://{settings.ingest_host}:{settings.ingest_port}"
-    step(f"Streaming simulator on {url}")
-    token = settings.api_token.get_secret_value() if settings.api_token else None
-    try:
-        with service("ingest", url):
-            step(
-                f"Stream {DEMO_STREAM['num_batches']} batches x {DEMO_STREAM['batch_size']} rows "
-                "(simulated clock: the population carried on, day after day)"
-            )
-            final = run_stream(
-                url, DEMO_STREAM, lambda s: print(describe_progress(s), flush=True), token=token
-            )
-    except ClientError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 1
-    if final["state"] != "completed":
+def report(days: list[DayStatus], drift_from: int | None) -> None:
+    for line in describe_story(tell(days, drift_from), drift_from):
+        print(line)
+    seconds = latencies(days)
+    if seconds:
+        ordered = sorted(seconds)
         print(
-            f"the demo stream ended {final['state']}: {describe_error(final['last_error'])}",
-            file=sys.stderr,
+            f"Latency, last raw row -> predictions, over {len(seconds)} days: "
+            f"median {ordered[len(ordered) // 2]:.1f} s, max {ordered[-1]:.1f} s"
         )
-        return 1
 
-    with connection(settings) as conn:
-        first, last, rows = cdr_bounds(conn)
-        assert first is not None and last is not None  # seeded above
-        start = max(first.date(), last.date() - timedelta(days=SUMMARY_DAYS - 1))
-        summary = daily_summary(conn, start)
-    step(f"Rows per day from {start} (GetDailyCDRDataBatch); DP_CDR_Data holds {rows:,} rows")
-    print(summary.to_string(index=False, float_format=lambda v: f"{v:,.1f}"))
 
-    step("Spark analysis: raw CDRs of config.json's range -> Processed_Data + Parquet")
-    run("-m", "spark_jobs", "analysis")
-    step("Churn model: features, time split, cross-validated forest, calibration, registry")
-    run("-m", "spark_jobs", "model")
-    step("Score March and the streamed April days with that model -> model_predictions")
-    run("-m", "spark_jobs", "score")
-    step("EDA over config/query_params.json's range")
-    run("-m", "eda")
+def demo(settings: Settings, options: LoopOptions, log_dir: Path) -> None:
+    seed_history()
+    train()
+    end = history_end(settings, DEMO_STREAM["stream_id"])
+    with supervised(ROOT, log_dir) as children:
+        step(
+            "Started together: the streaming query (its first micro-batch takes 30-40 s), "
+            f"the batch score up to {end}, the monitoring poller and service, the ingest service"
+        )
+        start_scoring(children, settings, options)
+        score = children.start("batch-score", score_args(end))
+        ingest = start_services(children, settings, options)
+        children.finish(score)
+        print(f"  batch score done: {score.log_tail(1).strip()}")
+        step(
+            f"Stream {DEMO_STREAM['num_batches']} x {DEMO_STREAM['batch_size']:,} rows "
+            f"through POST /start_stream: clean days, covariate drift from day {DRIFT_FROM_DAY}"
+        )
+        watcher = follow_stream(
+            settings,
+            ingest,
+            DEMO_STREAM,
+            children,
+            lambda line: print(line, flush=True),
+            model_version=current_version(settings),
+            drift_from=DRIFT_FROM_DAY,
+            token=_token(settings),
+        )
+        step("What the monitoring said")
+        report(watcher.days, DRIFT_FROM_DAY)
 
-    monitoring_url = f"http://{settings.monitoring_host}:{settings.monitoring_port}"
-    step(f"Monitoring service on {monitoring_url}: GET /run-monitoring (NannyML CBPE, drift)")
+
+def loop(settings: Settings, options: LoopOptions, log_dir: Path) -> None:
+    if not has_model(settings):
+        seed_history()
+        train()
+        batch_score(history_end(settings, "-"))
+    stream = {
+        "stream_id": f"loop-{datetime.now():%Y%m%d-%H%M%S}",
+        "batch_size": 3000,
+        "num_batches": settings.stream_max_batches,
+        "interval": LOOP_INTERVAL,
+        "clock": "simulated",
+    }
+    with supervised(ROOT, log_dir) as children:
+        step("Streaming query, monitoring poller, monitoring service, ingest service")
+        start_scoring(children, settings, options)
+        ingest = start_services(children, settings, options)
+        step(f"Streaming {stream['stream_id']} until Ctrl-C")
+        follow_stream(
+            settings,
+            ingest,
+            stream,
+            children,
+            lambda line: print(line, flush=True),
+            model_version=current_version(settings),
+            token=_token(settings),
+        )
+
+
+def _parser() -> argparse.ArgumentParser:
+    from config.cli import parser
+
+    cli = parser("scripts/demo.py", "the closed loop: stream, score, monitor")
+    cli.add_argument(
+        "mode",
+        nargs="?",
+        choices=("demo", "loop"),
+        default="demo",
+        help="demo: the set-up and one stream with a drift, then stop; loop: stream until Ctrl-C",
+    )
+    return cli
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    began = time.monotonic()
+    options = LoopOptions()
     try:
-        with service("monitoring", monitoring_url):
-            report = call(monitoring_url, "GET", "/run-monitoring", timeout=600, token=token)
-    except ClientError as exc:
+        prepare_database()
+        settings = load_settings()
+        log_dir = settings.output_dir / "demo" / settings.db_name
+        if args.mode == "loop":
+            loop(settings, options, log_dir)
+        else:
+            demo(settings, options, log_dir)
+    except KeyboardInterrupt:
+        print(f"\nStopped after {time.monotonic() - began:.0f} s.")
+        # Ctrl-C is how the loop ends; it cuts the demo short.
+        return 0 if args.mode == "loop" else 130
+    except (StageFailed, ChildFailed, ClientError, DatabaseError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    print(describe_monitoring(report))
-    print(f"\nReport files: {settings.output_dir / report['report']['folder']}")
-    print(f"Dashboard: run `make dashboard`, then open {monitoring_url}/")
-    print(f"\nDemo done in {time.monotonic() - began:.0f} s. Next steps: README.md.")
+    from monitoring.pipeline.runner import report_folder
+
+    print(f"\nDemo done in {time.monotonic() - began:.0f} s (seed {SEED_DAYS} days included).")
+    print(f"Process logs: {log_dir}/")
+    print(f"Monitoring report: {report_folder(settings, current_version(settings))}/")
+    monitoring = service_url(settings.monitoring_host, settings.monitoring_port)
+    print(f"Dashboard: `make dashboard`, then open {monitoring}/. EDA: `python -m eda`.")
+    print("The loop until Ctrl-C: `make loop`. Next steps: README.md.")
     return 0
-
-
-def describe_monitoring(report: dict[str, Any]) -> str:
-    """A few lines of the monitoring run: verdict, per metric estimates against realized
-    values, alert counts (`monitoring.report.summary.summary_table`)."""
-    from monitoring.report.summary import summary_table
-
-    return summary_table(report)
 
 
 if __name__ == "__main__":

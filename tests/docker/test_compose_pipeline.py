@@ -7,12 +7,15 @@ process, in `depends_on` order, with the compose environment (`env_file` from
 machine: the test's database server and a database of its own, output and model folders in a
 temporary directory, and free local ports for the published ones. One-shot services run to
 completion and must exit 0; long-running ones (the ingest API, the monitoring service, the
-poller) start in the background, waited for through their own healthcheck when they have one,
-and are stopped at the end. MariaDB itself is the test's server.
+poller, the streaming query) start in the background, waited for through their own healthcheck
+when they have one, and are stopped at the end. MariaDB itself is the test's server.
 
 The check is the demo's end state: the March and streamed April days scored into
-`model_predictions`, and a monitoring run stored. The only departure from the compose files is
-the seed's size (`SMALLER`): fewer subscribers keep the model job short.
+`model_predictions`, a monitoring run stored, and a day streamed through the ingest API
+afterwards scored by the streaming query (restarted, as its restart policy says, should it
+exit), which then stops cleanly on SIGTERM. The departures
+from the compose files are the seed's size (`SMALLER`: fewer subscribers keep the model job
+short) and the folders (a temporary directory for the output, the models and the checkpoint).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
@@ -36,6 +39,7 @@ import pytest
 
 from config.settings import Settings
 from db.connection import connection, drop_database, transaction
+from ingest.client import run_stream
 from tests.docker.test_compose import COMPOSE_FILES, ENV_EXAMPLE, included, load_compose
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -43,13 +47,25 @@ PROJECT_IMAGE = "cdr-churn-pipeline:local"
 # Restart policies of services that run until stopped.
 LONG_RUNNING = {"always", "unless-stopped"}
 # Free local ports for the published ones (this test's share of the machine).
-PORT_RANGE = range(5380, 5400)
+PORT_RANGE = range(5620, 5650)
 # Arguments added to a service's command, to keep the run short; everything else is as composed.
 SMALLER: dict[str, list[str]] = {"seed": ["--subscribers", "600"]}
 # Generous bounds so a stuck process fails the test instead of hanging it; not speed checks.
 COMMAND_TIMEOUT = 1800.0
 HEALTHY_TIMEOUT = 120.0
 MONITORING_TIMEOUT = 900.0
+SCORING_TIMEOUT = 600.0
+# A long-running service that exits is restarted this many times (`restart: unless-stopped`).
+RESTARTS = 2
+# A day streamed through the ingest API once everything runs, for the streaming query.
+EXTRA_STREAM = {
+    "stream_id": "compose-test-extra-day",
+    "batch_size": 600,
+    "num_batches": 1,
+    "interval": 0,
+    "clock": "simulated",
+    "seed": 11,
+}
 
 _VARIABLE = re.compile(
     r"\$(?:(?P<escaped>\$)|(?P<bare>[A-Za-z_]\w*)"
@@ -226,6 +242,7 @@ class ComposeRun:
     logs: Path
     localizer: Localizer = field(default_factory=Localizer)
     background: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    restarts: dict[str, int] = field(default_factory=dict)
 
     def env(self, name: str) -> dict[str, str]:
         composed = composed_environment(self.services[name], self.dotenv)
@@ -257,8 +274,8 @@ class ComposeRun:
         if finished.returncode != 0:
             pytest.fail(f"{name} exited {finished.returncode}:\n{self.log_tail(name)}")
 
-    def start(self, name: str) -> None:
-        log = (self.logs / f"{name}.log").open("wb")
+    def start(self, name: str, mode: str = "wb") -> None:
+        log = (self.logs / f"{name}.log").open(mode)
         self.background[name] = subprocess.Popen(
             self.command(name), cwd=REPO_ROOT, env=self.env(name), stdout=log, stderr=log
         )
@@ -283,6 +300,30 @@ class ComposeRun:
                     f"{name} not healthy after {HEALTHY_TIMEOUT:.0f} s:\n{self.log_tail(name)}"
                 )
             time.sleep(1)
+
+    def keep_running(self, name: str) -> None:
+        """Restart ``name`` if it has exited, as its restart policy would (up to
+        :data:`RESTARTS` times); its log goes on in the same file."""
+        process = self.background[name]
+        if process.poll() is None:
+            return
+        self.restarts[name] = self.restarts.get(name, 0) + 1
+        if self.restarts[name] > RESTARTS:
+            pytest.fail(
+                f"{name} exited {process.returncode} {RESTARTS + 1} times:\n{self.log_tail(name)}"
+            )
+        self.start(name, mode="ab")
+
+    def stop(self, name: str) -> int:
+        """SIGTERM one background service, as `docker compose stop` does; its exit status."""
+        process = self.background.pop(name)
+        process.terminate()
+        try:
+            return process.wait(timeout=120)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            pytest.fail(f"{name} did not stop within 120 s of SIGTERM:\n{self.log_tail(name)}")
 
     def stop_all(self) -> None:
         for process in self.background.values():
@@ -331,17 +372,30 @@ def test_the_compose_seed_and_stream_are_the_demos() -> None:
     seed, stream = services["seed"]["command"], services["stream"]["command"]
 
     assert _flag(seed, "--days") == demo.SEED_DAYS
+    # The compose stream is the batch-scored April; the demo's own stream adds a drift.
     expected = {
-        "--stream-id": demo.DEMO_STREAM["stream_id"],
         "--batch-size": demo.DEMO_STREAM["batch_size"],
-        "--num-batches": demo.DEMO_STREAM["num_batches"],
-        "--interval": demo.DEMO_STREAM["interval"],
         "--clock": demo.DEMO_STREAM["clock"],
         "--seed": demo.DEMO_STREAM["seed"],
     }
     assert {flag: _flag(stream, flag) for flag in expected} == {
         flag: str(value) for flag, value in expected.items()
     }
+
+
+def test_the_stream_scorer_runs_until_stopped_with_its_checkpoint_in_a_volume() -> None:
+    services = all_services()
+    scorer = services["stream-scorer"]
+    checkpoint = Path(scorer["environment"]["STREAM_CHECKPOINT_DIR"])
+    mounts = {
+        Path(str(volume).split(":")[1]): str(volume).split(":")[0] for volume in scorer["volumes"]
+    }
+
+    assert scorer["command"][1:] == ["-m", "spark_jobs", "stream"]
+    assert is_long_running(scorer)
+    assert [mounts[m] for m in mounts if checkpoint.is_relative_to(m)] == ["stream-checkpoint"]
+    assert "stream-checkpoint" in load_compose(REPO_ROOT / "docker/compose.spark.yaml")["volumes"]
+    assert "model" in dependencies(scorer)
 
 
 def test_the_services_take_the_api_token_from_env() -> None:
@@ -430,6 +484,7 @@ def compose_run(base_settings: Settings, tmp_path: Path) -> Iterator[ComposeRun]
             "DB_NAME": settings.db_name,
             "OUTPUT_DIR": str(tmp_path / "output"),
             "MODEL_DIR": str(tmp_path / "models"),
+            "STREAM_CHECKPOINT_DIR": str(tmp_path / "checkpoints" / "stream"),
             # The image's code is this checkout.
             "PYTHONPATH": str(REPO_ROOT),
             "PYSPARK_PYTHON": sys.executable,
@@ -447,6 +502,38 @@ def _query(settings: Settings, sql: str) -> list[tuple[Any, ...]]:
     with connection(settings) as conn, transaction(conn) as cursor:
         cursor.execute(sql)
         return list(cursor.fetchall())
+
+
+def _wait(run: ComposeRun, done: Callable[[], bool], what: str) -> None:
+    """Wait for ``done``, restarting the stream-scorer as compose would if it exits."""
+    deadline = time.monotonic() + SCORING_TIMEOUT
+    while not done():
+        run.keep_running("stream-scorer")
+        if time.monotonic() > deadline:
+            pytest.fail(
+                f"{what} not within {SCORING_TIMEOUT:.0f} s:\n{run.log_tail('stream-scorer')}"
+            )
+        time.sleep(2)
+
+
+def _stream_one_more_day(run: ComposeRun, settings: Settings) -> tuple[Any, ...]:
+    """Stream a day through the ingest API and wait for the streaming query to score it.
+
+    The day is streamed once the query has fixed its first offset in its checkpoint: a query
+    without one starts after the rows committed when it plans its first batch.
+    """
+    offsets = Path(run.environment["STREAM_CHECKPOINT_DIR"]) / "offsets"
+    _wait(run, lambda: offsets.is_dir() and any(offsets.iterdir()), "the query's first offset")
+    port = run.localizer.ports[("ingest", 5000)]
+    token = run.dotenv["API_TOKEN"]
+    final = run_stream(f"http://127.0.0.1:{port}", EXTRA_STREAM, lambda _: None, token=token)
+    assert final["state"] == "completed", final
+    sql = (
+        "SELECT COUNT(*), COALESCE(SUM(cdr_rows), 0), COALESCE(SUM(predictions), 0) "
+        "FROM stream_batches"
+    )
+    _wait(run, lambda: _query(settings, sql)[0][1] >= EXTRA_STREAM["batch_size"], "scoring")
+    return _query(settings, sql)[0]
 
 
 def _wait_for_monitoring_run(run: ComposeRun, settings: Settings) -> tuple[Any, ...]:
@@ -507,3 +594,9 @@ def test_compose_up_reaches_predictions_and_a_monitoring_run(
     except urllib.error.URLError as exc:
         pytest.fail(f"the dashboard did not answer: {exc}\n{run.log_tail('monitoring')}")
     assert version in page
+
+    batches, cdr_rows, predictions = _stream_one_more_day(run, settings)
+    assert batches >= 1
+    assert cdr_rows == EXTRA_STREAM["batch_size"]
+    assert predictions > 0
+    assert run.stop("stream-scorer") == 0, run.log_tail("stream-scorer")
