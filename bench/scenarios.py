@@ -924,11 +924,11 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     cli.add_argument(
         "--reference-days",
         type=int,
-        default=0,
+        default=Settings.model_fields["monitoring_reference_days"].default,
         metavar="N",
         help="MONITORING_REFERENCE_DAYS: the first N streamed days become the reference once "
-        "labelled; CBPE's error is then measured after them (default: 0, the model's test "
-        "window)",
+        "labelled; CBPE's error is then measured after them (default: %(default)s, as the "
+        "setting; 0: the model's test window)",
     )
     cli.add_argument(
         "--save-inputs",

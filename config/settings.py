@@ -82,8 +82,9 @@ class Settings(BaseSettings):
     monitoring_alert_direction: Literal["lower", "both"] = "lower"
     # 0: the reference is the model's test window. N > 0: once the labels of the first N days
     # of analysis predictions are known, those days become the reference (the model never
-    # trained on them, and they come from the data it is deployed on).
-    monitoring_reference_days: int = Field(0, ge=0)
+    # trained on them, and they come from the data it is deployed on). 14 on the scenario
+    # benchmark: CBPE's ROC-AUC error 0.037 -> 0.011; 7 days raised data-quality false alarms.
+    monitoring_reference_days: int = Field(14, ge=0)
     # An idle poll is one indexed query, so the poller can follow the stream closely.
     monitoring_poll_interval: float = Field(2, gt=0)
     monitoring_retry_max_backoff: float = Field(60, gt=0)

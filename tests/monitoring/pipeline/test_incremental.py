@@ -210,3 +210,36 @@ def test_after_a_full_run_with_other_chunks_the_poller_recomputes_every_chunk(
     assert state.last is not None and state.last.mode == "full"
     assert _latest(settings).chunking == "period=D"
     assert table_counts(settings)["monitoring_results"] == 3 * (ANALYSIS_DAYS + 1)
+
+
+@pytest.mark.slow
+def test_the_poller_refits_on_the_deployed_reference_once_its_days_are_labelled(
+    settings: Settings,
+) -> None:
+    # The first KNOWN_LABEL_DAYS + 1 analysis days become the reference once all are labelled.
+    settings = settings.model_copy(update={"monitoring_reference_days": KNOWN_LABEL_DAYS + 1})
+    populate(settings)
+    state = PollerState()
+    assert poll_once(settings, state=state) is True
+    assert state.last is not None and state.last.mode == "full"
+    assert state.monitor is not None and state.monitor.reference_final is False
+    model_reference_fit = state.monitor.key
+
+    # New predictions with the labels unchanged: the fit on the model's reference still holds.
+    insert_predictions(
+        settings, VERSION, "analysis", make_predictions(np.random.default_rng(21), [NEW_DAY])
+    )
+    assert poll_once(settings, state=state) is True
+    assert state.last.mode == "incremental"
+
+    # The window's last day is labelled: the poller refits on the deployed days.
+    _processed_reaches(settings, LABELLED_DAY + timedelta(days=14))
+    assert poll_once(settings, state=state) is True
+    assert state.last.mode == "full"
+    assert state.monitor is not None and state.monitor.reference_final is True
+    assert state.monitor.key != model_reference_fit
+    polled = stored_figures(settings)
+
+    full = run_for_model(settings, VERSION, trigger="cli")
+    assert full.run.result.metric_rows() == state.last.run.result.metric_rows()
+    _assert_same_figures(polled, stored_figures(settings))
