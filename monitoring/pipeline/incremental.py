@@ -60,7 +60,7 @@ from monitoring.pipeline.runner import (
     fit,
     fit_key,
     monitor_with,
-    reference_is_final,
+    reference_switch_day,
     resolve_model,
     utcnow,
     with_reference,
@@ -91,9 +91,9 @@ class MonitorState:
             the next run is full.
         watermark_id: The prediction watermark ``result`` is at.
         label_cutoff: The label cut-off ``result`` is at.
-        reference_final: False while the fit is on the model's reference only until the
-            first ``reference_days`` deployed days are labelled: every label cut-off move
-            then makes a full run, which refits once they are.
+        reference_switch: The label cut-off from which the fit on the model's reference
+            gives way to one on the first ``reference_days`` deployed days (a full run
+            refits); None when the fit is already on the reference it keeps.
     """
 
     version: str
@@ -105,7 +105,7 @@ class MonitorState:
     result: MonitoringResult | None
     watermark_id: int
     label_cutoff: date | None
-    reference_final: bool = True
+    reference_switch: date | None = None
 
 
 @dataclass(frozen=True)
@@ -200,7 +200,7 @@ def _can_increment(
         and state.watermark_id == seen.watermark_id
         and state.label_cutoff == seen.label_cutoff
         # Until the deployed reference is labelled, a new label cut-off may complete it.
-        and (state.reference_final or cutoff == state.label_cutoff)
+        and (state.reference_switch is None or cutoff is None or cutoff < state.reference_switch)
     )
 
 
@@ -356,7 +356,7 @@ def _full(
         result=run.result,
         watermark_id=seen.newest_id,
         label_cutoff=cutoff,
-        reference_final=reference_is_final(reference, inputs, spec),
+        reference_switch=reference_switch_day(reference, inputs, spec),
     )
     keys = tuple(chunk.key for chunk in run.result.chunks)
     return PollRun(run_id, run, "full", keys, (), len(analysis), seconds), kept

@@ -21,7 +21,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, get_args
 
@@ -372,10 +372,18 @@ def with_reference(inputs: MonitorInputs, spec: RunSpec) -> MonitorInputs:
     return replace(inputs, reference=reference)
 
 
-def reference_is_final(model_reference: pd.DataFrame, inputs: MonitorInputs, spec: RunSpec) -> bool:
-    """Whether ``inputs`` (from `with_reference`) fit on the reference they will keep: the
-    model's with ``reference_days`` 0, else the deployed days' once labelled."""
-    return not spec.reference_days or inputs.reference is not model_reference
+def reference_switch_day(
+    model_reference: pd.DataFrame, inputs: MonitorInputs, spec: RunSpec
+) -> date | None:
+    """The label cut-off at which `with_reference` will switch ``inputs`` from the model's
+    reference to the deployed days' (their last day): None when it has switched, or never
+    will (``reference_days`` 0)."""
+    if not spec.reference_days or inputs.reference is not model_reference:
+        return None
+    if inputs.analysis.empty:
+        return None
+    first: date = pd.to_datetime(inputs.analysis[inputs.mapping.timestamp]).min().date()
+    return first + timedelta(days=spec.reference_days - 1)
 
 
 def fit(inputs: MonitorInputs, spec: RunSpec) -> FittedMonitor:

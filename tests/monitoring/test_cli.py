@@ -169,6 +169,7 @@ def test_the_json_has_every_documented_field(nannyml_output: dict[str, Any]) -> 
         "drift",
         "data_quality",
         "alerts",
+        "calibration",
         "warnings",
     }
     assert set(nannyml_output["metrics"]) == {"roc_auc", "f1", "accuracy"}

@@ -222,7 +222,8 @@ def test_the_poller_refits_on_the_deployed_reference_once_its_days_are_labelled(
     state = PollerState()
     assert poll_once(settings, state=state) is True
     assert state.last is not None and state.last.mode == "full"
-    assert state.monitor is not None and state.monitor.reference_final is False
+    assert state.monitor is not None
+    assert state.monitor.reference_switch == ANALYSIS_START + timedelta(days=KNOWN_LABEL_DAYS)
     model_reference_fit = state.monitor.key
 
     # New predictions with the labels unchanged: the fit on the model's reference still holds.
@@ -236,7 +237,7 @@ def test_the_poller_refits_on_the_deployed_reference_once_its_days_are_labelled(
     _processed_reaches(settings, LABELLED_DAY + timedelta(days=14))
     assert poll_once(settings, state=state) is True
     assert state.last.mode == "full"
-    assert state.monitor is not None and state.monitor.reference_final is True
+    assert state.monitor is not None and state.monitor.reference_switch is None
     assert state.monitor.key != model_reference_fit
     polled = stored_figures(settings)
 

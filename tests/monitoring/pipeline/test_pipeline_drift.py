@@ -65,6 +65,9 @@ def _monitored(
             # Every label is known: this test is about what the labels reveal.
             "monitoring_label_delay_days": 0,
             "monitoring_min_chunk_rows": 100,
+            # The drifts start within the first 14 scored days, which the deployed reference
+            # would learn as normal: these runs keep the model's test window.
+            "monitoring_reference_days": 0,
         }
     )
     init_database(settings)
