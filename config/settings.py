@@ -78,6 +78,8 @@ class Settings(BaseSettings):
     monitoring_alert_direction: Literal["lower", "both"] = "lower"
     monitoring_poll_interval: float = Field(30, gt=0)
     monitoring_retry_max_backoff: float = Field(60, gt=0)
+    # Seconds between the dashboard's checks for a newer run (it reloads on one); 0: never.
+    monitoring_dashboard_refresh: float = Field(30, ge=0)
 
     # Upper bounds a client may ask of one stream: a typo must not fill the disk.
     stream_max_batch_size: int = Field(100_000, gt=0)
