@@ -14,6 +14,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from monitoring.compute.result import ChunkVerdict
@@ -164,9 +165,8 @@ def chunk_verdicts(results: pd.DataFrame, statistics: pd.DataFrame) -> pd.DataFr
 
     def add(frame: pd.DataFrame, flag: str, kind: str, subject: str) -> None:
         # Flags are booleans, or None where a figure has none (no realized value yet).
-        hits = frame[
-            [value is not None and not pd.isna(value) and bool(value) for value in frame[flag]]
-        ]
+        mask = [value is not None and not pd.isna(value) and bool(value) for value in frame[flag]]
+        hits = frame.loc[np.array(mask, dtype=bool)]
         for chunk, name in zip(
             hits[_CHUNK].itertuples(index=False, name=None), hits[subject], strict=True
         ):
@@ -174,8 +174,10 @@ def chunk_verdicts(results: pd.DataFrame, statistics: pd.DataFrame) -> pd.DataFr
 
     if len(results):
         add(results, "alert", "estimated_performance", "metric")
-        add(results, "realized_alert", "realized_performance", "metric")
-        add(results, "estimate_realized_alert", "estimate_vs_realized", "metric")
+        # These flags exist only with a realized value; a stored NULL may read back as NaN.
+        realized = results[pd.to_numeric(results["realized"]).notna()]
+        add(realized, "realized_alert", "realized_performance", "metric")
+        add(realized, "estimate_realized_alert", "estimate_vs_realized", "metric")
     if len(statistics):
         for kind, subset in (
             (
