@@ -72,7 +72,6 @@ def test_thresholds_are_drawn_with_their_direction(drift: pd.DataFrame) -> None:
 
     figure = statistics_figure(usage, "usage")
 
-
     upper = [trace for trace in figure.data if trace.name == UPPER_THRESHOLD_NAME]
     assert upper and list(upper[0].text) == ["", "▲ alert"]
     assert not [trace for trace in figure.data if trace.name == LOWER_THRESHOLD_NAME]
@@ -138,13 +137,13 @@ def test_pictures_put_the_latest_verdict_first(result: MonitoringResult) -> None
         feature_panels=3,
     )
 
-    assert list(pictures.figures)[0] == "verdict"
+    assert next(iter(pictures.figures)) == "verdict"
     assert pictures.latest is not None
     assert pictures.latest.verdict == result.verdicts()[-1].verdict
     assert pictures.latest.reasons == result.verdicts()[-1].reasons
     assert sum(pictures.latest.counts.values()) == len(result.chunks)
     assert "drifting_features" in pictures.figures
-    assert [item.feature for item in pictures.drifting][0] == "usage"
+    assert pictures.drifting[0].feature == "usage"
 
 
 @pytest.mark.slow  # kaleido starts a headless Chromium
