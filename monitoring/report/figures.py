@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pandas as pd
@@ -26,6 +25,7 @@ from plotly.subplots import make_subplots
 from monitoring.compute.result import METRICS, VERDICTS
 from monitoring.report.histograms import FeatureHistogram
 from monitoring.report.severity import RankedStatistic
+from monitoring.report.timeline import NO_TIMELINE, Timeline
 
 METRIC_TITLES = {"roc_auc": "ROC AUC", "f1": "F1", "accuracy": "Accuracy"}
 PERFORMANCE_TITLE = "Estimated vs realized performance per chunk"
@@ -61,30 +61,6 @@ _ROW_HEIGHT = 280
 _GRID_COLUMNS = 3
 # A run of size chunks may start and end on one timestamp: its bar still shows.
 _MIN_BAR = pd.Timedelta(hours=12)
-
-
-@dataclass(frozen=True)
-class Timeline:
-    """Where the monitored chunks sit in the data's history.
-
-    Attributes:
-        reference_start: First day of the reference predictions (the thresholds' source).
-        reference_end: Their last day.
-        stream_start: First streamed day; None when nothing was streamed.
-    """
-
-    reference_start: date | None = None
-    reference_end: date | None = None
-    stream_start: date | None = None
-
-    @classmethod
-    def of(cls, reference: tuple[date, date] | None, stream_start: date | None) -> Timeline:
-        """A timeline from a reference span (first and last day) and the first streamed day."""
-        first, last = reference if reference is not None else (None, None)
-        return cls(first, last, stream_start)
-
-
-NO_TIMELINE = Timeline()
 
 
 def metric_frame(rows: Sequence[dict[str, Any]]) -> pd.DataFrame:

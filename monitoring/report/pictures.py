@@ -14,9 +14,7 @@ import plotly.graph_objects as go
 from monitoring.compute.result import VERDICTS
 from monitoring.report.figures import (
     DRIFT_KINDS,
-    NO_TIMELINE,
     QUALITY_KINDS,
-    Timeline,
     drift_runs_figure,
     feature_drift_figure,
     multivariate_figure,
@@ -25,6 +23,7 @@ from monitoring.report.figures import (
     verdict_figure,
 )
 from monitoring.report.severity import RankedStatistic, chunk_verdicts, rank_statistics
+from monitoring.report.timeline import NO_TIMELINE, Timeline
 
 VERDICT = "verdict"
 PERFORMANCE = "performance"

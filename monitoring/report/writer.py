@@ -23,8 +23,9 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from monitoring.compute.result import MonitoringResult
-from monitoring.report.figures import NO_TIMELINE, Timeline, metric_frame
+from monitoring.report.figures import metric_frame
 from monitoring.report.pictures import REPORT_FEATURE_PANELS, Pictures, build_pictures
+from monitoring.report.timeline import NO_TIMELINE, Timeline
 
 METRICS_CSV = "metrics.csv"
 DRIFT_CSV = "drift.csv"

@@ -55,7 +55,6 @@ from monitoring.pipeline.runner import VERSION_PATTERN
 from monitoring.report.figures import (
     DRIFT_KINDS,
     METRIC_TITLES,
-    Timeline,
     feature_drift_figure,
     histogram_figure,
 )
@@ -70,6 +69,7 @@ from monitoring.report.pictures import (
     build_pictures,
 )
 from monitoring.report.severity import RankedStatistic, rank_statistics
+from monitoring.report.timeline import Timeline
 from monitoring.web.metrics import monitored_version
 from monitoring.web.views import app_settings, parse_args
 

@@ -19,7 +19,6 @@ from monitoring.report.figures import (
     REFERENCE_LABEL,
     STREAM_LABEL,
     UPPER_THRESHOLD_NAME,
-    Timeline,
     drift_runs_figure,
     metric_frame,
     performance_figure,
@@ -28,6 +27,7 @@ from monitoring.report.figures import (
 )
 from monitoring.report.pictures import build_pictures
 from monitoring.report.severity import rank_statistics
+from monitoring.report.timeline import Timeline
 from tests.monitoring.frames import day_of
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
