@@ -19,7 +19,7 @@ from flask.testing import FlaskClient
 from config.settings import Settings
 from db.connection import connection, transaction
 from db.monitoring import RunRecord, record_failed_run
-from monitoring.pipeline.runner import run_for_model
+from monitoring.pipeline.runner import report_folder, run_for_model
 from monitoring.web.app import create_app
 from tests.monitoring.web.test_service import (
     ANALYSIS_DAYS,
@@ -232,3 +232,15 @@ def test_the_drilldown_of_an_unknown_version_is_a_404(client: FlaskClient) -> No
     response = client.get("/dashboard/drilldown?version=nope&feature=a&chunk=b")
 
     assert "is not known" in assert_json_error(response, 404)
+
+
+def test_the_report_of_a_run_marks_the_same_timeline(monitored: Settings) -> None:
+    index = report_folder(monitored, VERSION) / "index.html"
+
+    html = index.read_text(encoding="utf-8")
+
+    assert f"The stream begins on {STREAM_START}" in html
+    assert (
+        f"from {REFERENCE_START} to {REFERENCE_START + timedelta(days=REFERENCE_DAYS - 1)}" in html
+    )
+    assert html.index('id="verdict"') < html.index('id="figure-performance"')
