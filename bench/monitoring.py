@@ -25,6 +25,17 @@ registered model from a scratch database ``bench_monitoring_<pid>``, dropped aft
 ``--pipeline-rows`` analysis predictions (a fifth as many reference ones; analysis labels
 unknown). It needs the database server of the ``DB_*`` settings.
 
+With ``--poll``, it times the poller instead (and nothing else): ``--poll-rows`` analysis
+predictions (1M by default) of one model over ``--days`` daily chunks, with features, and a
+fifth as many reference ones, written with `db.models.insert_predictions` into the database
+``--poll-db`` (``poller_bench``, dropped afterwards unless ``--poll-keep``); the older half of
+the analysis carries its labels. It runs a first poll (full: fit and every chunk), then
+``--repeats`` times adds one new day of predictions and the labels of one earlier day (through
+`Processed_Data`, whose last date moves a day) and times the next poll cycle, which recomputes
+those two chunks only. Beside it: an idle cycle (nothing new), and a full recompute of the same
+data with the fit kept (`run_for_model`, what every poll cycle did before), whose figures are
+compared with the incremental ones.
+
 Stage times are medians over the repeats; the machine's load average is recorded with them,
 as other work on a 2-core machine skews them. Progress goes to stderr; stdout is a table and,
 as its last line, one JSON object with every figure.
@@ -534,6 +545,272 @@ def pipeline_table(figures: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+_INSERT_PROCESSED = (
+    "INSERT INTO Processed_Data (`Date`, `User`, M_Out_Call_Count, M_Out_Call_Time, "
+    "M_In_Call_Count, M_In_Call_Time, M_Out_SMS_Count, M_In_SMS_Count, M_Data_Count, "
+    "M_Data_Sum, Record_Count, Churn_Within_Horizon) "
+    "VALUES (%s, %s, 0, 0, 0, 0, 0, 0, 0, 0, 1, %s)"
+)
+POLL_TARGET_SECONDS = 5.0
+LABEL_DELAY_DAYS = 14
+
+
+def _labelled_rows(frame: pd.DataFrame, labelled: bool) -> list[tuple[Any, ...]]:
+    """``frame`` as analysis rows, carrying their labels when ``labelled``."""
+    from db.models import PREDICTION_COLUMNS
+
+    rows = _prediction_rows(frame, "analysis")
+    if not labelled:
+        return rows
+    label_at = PREDICTION_COLUMNS.index("label")
+    return [
+        (*row[:label_at], int(churned), *row[label_at + 1 :])
+        for row, churned in zip(rows, frame["churned"], strict=True)
+    ]
+
+
+def _day_frame(
+    rng: np.random.Generator, rows: int, day: pd.Timestamp, first_id: int
+) -> pd.DataFrame:
+    frame = generate_predictions(rng, rows, day, 1)
+    frame["prediction_id"] += first_id
+    return frame
+
+
+def poll(
+    analysis_rows: int, days: int, repeats: int, db_name: str, keep: bool, output: Path
+) -> dict[str, Any]:
+    """Time the poller's cycles on ``analysis_rows`` predictions of one model (see above)."""
+    from config.settings import load_settings
+    from db.connection import connection, drop_database, transaction
+    from db.migrate import init_database
+    from db.models import insert_predictions
+    from monitoring.pipeline.poller import PollerState, ReportWriter, poll_once
+    from monitoring.pipeline.runner import run_for_model
+
+    settings = load_settings(
+        db_name=db_name,
+        output_dir=output,
+        monitoring_chunk_period="D",
+        monitoring_chunk_size=None,
+        monitoring_label_delay_days=LABEL_DELAY_DAYS,
+        # No report during the timed cycles: it is written off the loop, timed on its own.
+        monitoring_report_interval=3600.0,
+    )
+    rng = np.random.default_rng(20240301)
+    start = pd.Timestamp("2024-03-01")
+    per_day = analysis_rows // days
+    reference = generate_predictions(rng, analysis_rows // 5, start - pd.Timedelta(days=days), days)
+    features = [{"name": name, "type": "continuous"} for name in CONTINUOUS] + [
+        {"name": name, "type": "categorical"} for name in CATEGORICAL
+    ]
+    labelled_days = days // 2
+    drop_database(settings)
+    init_database(settings)
+    figures: dict[str, Any] = {}
+    try:
+        print(f"writing {analysis_rows:,} predictions to {db_name} ...", file=sys.stderr)
+        started = time.perf_counter()
+        frames: dict[int, pd.DataFrame] = {}
+        with connection(settings) as conn:
+            with transaction(conn) as cursor:
+                cursor.execute(_INSERT_MODEL, (PIPELINE_VERSION, json.dumps(features)))
+            insert_predictions(
+                conn, CONTINUOUS, CATEGORICAL, _prediction_rows(reference, "reference")
+            )
+            for offset in range(days):
+                day = start + pd.Timedelta(days=offset)
+                frames[offset] = _day_frame(rng, per_day, day, offset * per_day)
+                rows = _labelled_rows(frames[offset], labelled=offset < labelled_days)
+                insert_predictions(conn, CONTINUOUS, CATEGORICAL, rows)
+            # Processed_Data reaches the label delay past the last labelled day.
+            _processed_reaches(conn, start + pd.Timedelta(days=labelled_days - 1), [])
+        figures["write_seconds"] = round(time.perf_counter() - started, 1)
+
+        importlib.import_module("monitoring.compute.core")
+        state = PollerState(reports=ReportWriter(settings.monitoring_report_interval))
+        print("first poll (full) ...", file=sys.stderr, flush=True)
+        started = time.perf_counter()
+        assert poll_once(settings, state=state)
+        figures["first_poll_seconds"] = round(time.perf_counter() - started, 3)
+        assert state.last is not None and state.reports is not None
+        figures["first_poll_stages"] = _rounded(state.last.seconds)
+        started = time.perf_counter()
+        state.reports.flush()
+        figures["report_seconds"] = round(time.perf_counter() - started, 3)
+
+        idle = []
+        for _ in range(max(repeats, 5)):
+            started = time.perf_counter()
+            assert not poll_once(settings, state=state)
+            idle.append(time.perf_counter() - started)
+
+        cycles: list[dict[str, Any]] = []
+        load_before = os.getloadavg()
+        for repeat in range(repeats):
+            offset = days + repeat
+            day = start + pd.Timedelta(days=offset)
+            new = _day_frame(rng, per_day, day, offset * per_day)
+            label_offset = labelled_days + repeat
+            with connection(settings) as conn:
+                insert_predictions(conn, CONTINUOUS, CATEGORICAL, _labelled_rows(new, False))
+                _processed_reaches(
+                    conn, start + pd.Timedelta(days=label_offset), frames[label_offset]
+                )
+            print(f"poll cycle {repeat + 1}/{repeats} ...", file=sys.stderr, flush=True)
+            started = time.perf_counter()
+            assert poll_once(settings, state=state)
+            seconds = time.perf_counter() - started
+            polled = state.last
+            assert polled is not None and polled.mode == "incremental", polled
+            cycles.append(
+                {
+                    "seconds": round(seconds, 3),
+                    "stages": _rounded(polled.seconds),
+                    "recomputed": list(polled.recomputed),
+                    "rows_read": polled.rows_read,
+                    "chunks": len(polled.run.result.chunks),
+                    "load_average": [round(value, 2) for value in os.getloadavg()],
+                }
+            )
+        load_after = os.getloadavg()
+
+        print("full recompute (fit kept) ...", file=sys.stderr, flush=True)
+        full_runs = []
+        for _ in range(2):  # the first fits; the second is what a poll cycle cost before
+            started = time.perf_counter()
+            completed = run_for_model(settings, None, trigger="cli")
+            full_runs.append((time.perf_counter() - started, completed))
+        full_seconds, full = full_runs[-1]
+        assert state.monitor is not None and state.monitor.result is not None
+        with connection(settings) as conn:
+            (total_rows,) = _scalar(conn, "SELECT COUNT(*) FROM model_predictions")
+        times = [cycle["seconds"] for cycle in cycles]
+        figures.update(
+            {
+                "database": db_name,
+                "predictions": int(total_rows),
+                "reference_rows": len(reference),
+                "rows_per_day": per_day,
+                "chunks": len(full.run.result.chunks),
+                "idle_cycle_seconds": {
+                    "p50": round(statistics.median(idle), 4),
+                    "max": round(max(idle), 4),
+                },
+                "incremental_cycles": cycles,
+                "incremental_cycle_seconds": {
+                    "p50": round(statistics.median(times), 3),
+                    "max": round(max(times), 3),
+                    "target": POLL_TARGET_SECONDS,
+                    "met": max(times) <= POLL_TARGET_SECONDS,
+                },
+                "full_recompute_seconds": round(full_seconds, 3),
+                "full_recompute_stages": _rounded(full.seconds),
+                "max_abs_difference_incremental_vs_full": _max_difference(
+                    state.monitor.result, full.run.result
+                ),
+                "load_average_before": [round(value, 2) for value in load_before],
+                "load_average_after": [round(value, 2) for value in load_after],
+                "cpus": os.cpu_count(),
+            }
+        )
+    finally:
+        if not keep:
+            drop_database(settings)
+    return figures
+
+
+def _processed_reaches(conn: Any, day: pd.Timestamp, labels: pd.DataFrame | list[Any]) -> None:
+    """`Processed_Data` rows with the labels of ``labels`` and one on ``day`` + the delay."""
+    from db.connection import transaction
+
+    rows: list[tuple[Any, ...]] = []
+    if isinstance(labels, pd.DataFrame):
+        rows = [
+            (scored_at.date(), f"{prediction_id:08d}", int(churned))
+            for prediction_id, scored_at, churned in zip(
+                labels["prediction_id"], labels["scored_at"], labels["churned"], strict=True
+            )
+        ]
+    marker = (day + pd.Timedelta(days=LABEL_DELAY_DAYS)).date()
+    rows.append((marker, "zz-marker", 0))
+    with transaction(conn) as cursor:
+        for first in range(0, len(rows), 5_000):
+            cursor.executemany(_INSERT_PROCESSED, rows[first : first + 5_000])
+
+
+def _scalar(conn: Any, sql: str) -> tuple[Any, ...]:
+    from db.connection import transaction
+
+    with transaction(conn) as cursor:
+        cursor.execute(sql)
+        row: tuple[Any, ...] = cursor.fetchone()
+    return row
+
+
+def _rounded(seconds: Any) -> dict[str, float]:
+    return {name: round(value, 3) for name, value in seconds.items()}
+
+
+def _max_difference(left: Any, right: Any) -> float | None:
+    """The largest |difference| between two results' figures; None if their rows differ."""
+    pairs = [
+        (left.metric_rows(), right.metric_rows()),
+        ([*left.drift_rows(), *left.quality_rows()], [*right.drift_rows(), *right.quality_rows()]),
+    ]
+    largest = 0.0
+    for left_rows, right_rows in pairs:
+        if len(left_rows) != len(right_rows):
+            return None
+        for a, b in zip(left_rows, right_rows, strict=True):
+            if a.keys() != b.keys():
+                return None
+            for name, value in a.items():
+                other = b[name]
+                if isinstance(value, float) and isinstance(other, float):
+                    largest = max(largest, abs(value - other))
+                elif value != other:
+                    return None
+    return largest
+
+
+def poll_table(figures: dict[str, Any]) -> str:
+    """The poller figures for people."""
+    cycles = figures["incremental_cycles"]
+    incremental = figures["incremental_cycle_seconds"]
+    lines = [
+        f"poller: {figures['predictions']:,} predictions of one model in {figures['database']} "
+        f"({figures['reference_rows']:,} reference, {figures['rows_per_day']:,} a day), "
+        f"{figures['chunks']} daily chunks",
+        "",
+        f"{'cycle':<44}{'wall s':>9}",
+        f"{'first poll (full: fit + every chunk)':<44}{figures['first_poll_seconds']:>9.3f}",
+        f"{'idle cycle (nothing new), p50':<44}{figures['idle_cycle_seconds']['p50']:>9.4f}",
+        f"{'full recompute, fit kept (the old cycle)':<44}"
+        f"{figures['full_recompute_seconds']:>9.3f}",
+        f"{'  of which the report files':<44}{figures['full_recompute_stages']['report']:>9.3f}",
+        f"{'incremental cycle after a new day, p50':<44}{incremental['p50']:>9.3f}",
+        f"{'incremental cycle, max':<44}{incremental['max']:>9.3f}",
+        "",
+        f"{'cycle':<7}{'wall s':>8}  {'stages':<50}{'rows read':>10}  load average",
+    ]
+    for number, cycle in enumerate(cycles, 1):
+        stages = " ".join(f"{name} {value:.2f}" for name, value in cycle["stages"].items())
+        lines.append(
+            f"{number:<7}{cycle['seconds']:>8.3f}  {stages:<50}{cycle['rows_read']:>10,}  "
+            f"{cycle['load_average']}"
+        )
+    lines += [
+        "",
+        f"target: incremental cycle <= {incremental['target']} s: {incremental['met']}; "
+        f"max |incremental - full| over every figure: "
+        f"{figures['max_abs_difference_incremental_vs_full']}",
+        f"load average before/after: {figures['load_average_before']} / "
+        f"{figures['load_average_after']} on {figures['cpus']} CPUs",
+    ]
+    return "\n".join(lines)
+
+
 def _parser() -> argparse.ArgumentParser:
     from config.cli import parser as cli_parser
 
@@ -550,6 +827,20 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--pipeline-rows", type=int, default=100_000, help="analysis rows of --pipeline"
     )
+    parser.add_argument(
+        "--poll",
+        action="store_true",
+        help="time the poller's cycles instead: a first full poll, then one new day a cycle",
+    )
+    parser.add_argument(
+        "--poll-rows", type=int, default=1_000_000, help="analysis predictions of --poll"
+    )
+    parser.add_argument(
+        "--poll-db", default="poller_bench", help="the scratch database of --poll (replaced)"
+    )
+    parser.add_argument(
+        "--poll-keep", action="store_true", help="keep the --poll database afterwards"
+    )
     parser.add_argument("--child", type=Path, help=argparse.SUPPRESS)
     return parser
 
@@ -559,6 +850,14 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.child is not None:
         print(json.dumps(child(args.child)))
+        return 0
+    if args.poll:
+        with tempfile.TemporaryDirectory(prefix="bench-poller-") as name:
+            figures = poll(
+                args.poll_rows, args.days, args.repeats, args.poll_db, args.poll_keep, Path(name)
+            )
+        print(poll_table(figures))
+        print(json.dumps({"poll": figures}))
         return 0
     with tempfile.TemporaryDirectory(prefix="bench-monitoring-") as name:
         folder = Path(name)

@@ -76,8 +76,12 @@ class Settings(BaseSettings):
     monitoring_min_chunk_rows: int = Field(300, gt=0)
     # Performance alerts on a drop only ("lower"), or on a rise too ("both").
     monitoring_alert_direction: Literal["lower", "both"] = "lower"
-    monitoring_poll_interval: float = Field(30, gt=0)
+    # An idle poll is one indexed query, so the poller can follow the stream closely.
+    monitoring_poll_interval: float = Field(2, gt=0)
     monitoring_retry_max_backoff: float = Field(60, gt=0)
+    # The poller writes the report files (plots: seconds each) at most this often, off its
+    # loop; 0 after every run. The stored figures, the dashboard and /metrics are per run.
+    monitoring_report_interval: float = Field(60, ge=0)
     # Seconds between the dashboard's checks for a newer run (it reloads on one); 0: never.
     monitoring_dashboard_refresh: float = Field(30, ge=0)
 

@@ -1,11 +1,13 @@
 """Monitoring's reads and writes: prediction frames with their late labels, stored runs and
 figures, the poller's watermark and the lock that keeps runs apart.
 
-A run's figures, its `monitoring_runs` row and (for the poller) the watermark are written in
+A run's figures, its `monitoring_runs` row and (for the poller) the watermarks are written in
 one transaction: a reader sees all of a run or none of it, and a poller that dies before the
 commit monitors the same predictions again instead of skipping them. Figures are upserted by
-(model version, chunk, metric) and (model version, chunk, feature, method); a run recomputes
-every chunk of its version, so rows its chunks no longer cover are pruned in the same commit.
+(model version, chunk, metric) and (model version, chunk, feature, method). A full run
+recomputes every chunk of its version, so rows its chunks no longer cover are pruned in the
+same commit; the poller's incremental run (`store_chunks`) recomputes only the chunks that
+changed and leaves the others' rows as they are, while its run row still describes every chunk.
 
 Every statement runs in `db.connection.transaction`, so callers see our `DatabaseError`
 hierarchy only, never the driver's errors.
@@ -27,7 +29,7 @@ from db.connection import Connection, Cursor, transaction
 from db.models import ANALYSIS, REFERENCE, feature_columns
 
 if TYPE_CHECKING:
-    from monitoring.compute.result import MonitoringRun
+    from monitoring.compute.result import MonitoringResult, MonitoringRun
 
 # Columns of the prediction frames; the model's features follow, one column each.
 PREDICTION_ID = "prediction_id"
@@ -58,6 +60,25 @@ _ERROR_MAX = 1024
 
 _MAX_ID = "SELECT COALESCE(MAX(id), 0) FROM model_predictions"
 _LAST_PROCESSED = "SELECT MAX(`Date`) FROM Processed_Data"
+# The poller's idle check, one round trip: each subquery is one index lookup (the unique key
+# on id, the first column of Processed_Data's primary key, the watermark's primary key and
+# the registry's ix_registry_current).
+_PROBE = (
+    "SELECT (SELECT COALESCE(MAX(id), 0) FROM model_predictions), "
+    "(SELECT MAX(`Date`) FROM Processed_Data), "
+    "w.last_prediction_id, w.label_cutoff, "
+    "(SELECT version FROM model_registry WHERE is_current = 1 "
+    "ORDER BY created_at DESC LIMIT 1), "
+    "(SELECT created_at FROM model_registry WHERE is_current = 1 "
+    "ORDER BY created_at DESC LIMIT 1) "
+    "FROM (SELECT 1) AS one LEFT JOIN monitoring_watermark AS w ON w.consumer = %s"
+)
+# Covered by ux_predictions_id for the version and date (InnoDB keeps the primary key in
+# every secondary index); the period costs one primary-key lookup per new row.
+_DAYS_WRITTEN = (
+    "SELECT DISTINCT model_version, period, as_of_date FROM model_predictions "
+    "WHERE id > %s AND id <= %s"
+)
 # `{features}`: the slot columns of the features asked for (`_feature_select`).
 _SELECT_REFERENCE = (
     "SELECT id, subscriber, as_of_date, probability_1, prediction, label{features} "
@@ -66,15 +87,18 @@ _SELECT_REFERENCE = (
 )
 # A label counts once Processed_Data reaches `delay` days past the prediction's date: the
 # caller binds that cut-off date. A label written onto the prediction itself always counts.
+# `{days}`: nothing, or the date ranges asked for (`_day_ranges`), each a range of the
+# primary key (model_version, as_of_date, subscriber).
 _SELECT_ANALYSIS = (
     "SELECT p.id, p.subscriber, p.as_of_date, p.probability_1, p.prediction, "
     "COALESCE(p.label, d.Churn_Within_Horizon){features} "
     "FROM model_predictions AS p "
     "LEFT JOIN Processed_Data AS d "
     "ON d.`Date` = p.as_of_date AND d.`User` = p.subscriber AND p.as_of_date <= %s "
-    "WHERE p.model_version = %s AND p.period = %s "
+    "WHERE p.model_version = %s AND p.period = %s{days} "
     "ORDER BY p.as_of_date, p.subscriber"
 )
+_DAY_RANGE = "p.as_of_date BETWEEN %s AND %s"
 _INSERT_RUN = (
     "INSERT INTO monitoring_runs (model_version, run_trigger, status, started_at, finished_at, "
     "chunking, reference_rows, analysis_rows, labelled_rows, chunks, watermark_id, alerts, "
@@ -124,6 +148,10 @@ _UPSERT_DRIFT = (
 )
 _PRUNE_RESULTS = "DELETE FROM monitoring_results WHERE model_version = %s AND run_id <> %s"
 _PRUNE_DRIFT = "DELETE FROM monitoring_drift WHERE model_version = %s AND run_id <> %s"
+_DELETE_CHUNK_RESULTS = (
+    "DELETE FROM monitoring_results WHERE model_version = %s AND chunk_start = %s"
+)
+_DELETE_CHUNK_DRIFT = "DELETE FROM monitoring_drift WHERE model_version = %s AND chunk_start = %s"
 RESULT_COLUMNS: tuple[str, ...] = (
     "chunk_key",
     "chunk_start",
@@ -167,11 +195,17 @@ _SELECT_DRIFT = (
     "WHERE model_version = %s ORDER BY kind, feature, method, chunk_start, chunk_end"
 )
 _SELECT_WATERMARK = "SELECT last_prediction_id FROM monitoring_watermark WHERE consumer = %s"
+_SELECT_LABEL_CUTOFF = "SELECT label_cutoff FROM monitoring_watermark WHERE consumer = %s"
 # Never moves back: a slow run finishing after a faster, later one keeps the later position.
+# The label cut-off goes with the run that saw it (assignments apply left to right, so the
+# IFs compare with the stored id before it is updated).
 _ADVANCE_WATERMARK = (
-    "INSERT INTO monitoring_watermark (consumer, last_prediction_id, run_id) VALUES (%s, %s, %s) "
+    "INSERT INTO monitoring_watermark (consumer, last_prediction_id, label_cutoff, run_id) "
+    "VALUES (%s, %s, %s, %s) "
     "ON DUPLICATE KEY UPDATE "
     "run_id = IF(VALUES(last_prediction_id) >= last_prediction_id, VALUES(run_id), run_id), "
+    "label_cutoff = IF(VALUES(last_prediction_id) >= last_prediction_id, "
+    "VALUES(label_cutoff), label_cutoff), "
     "last_prediction_id = GREATEST(last_prediction_id, VALUES(last_prediction_id))"
 )
 
@@ -256,6 +290,72 @@ class StoredRun:
         )
 
 
+@dataclass(frozen=True)
+class PollProbe:
+    """What the poller checks on every step, read in one statement (`probe`).
+
+    Attributes:
+        newest_id: The highest `model_predictions.id` (0 without predictions).
+        last_processed: The latest `Processed_Data` date, which sets the label cut-off.
+        watermark_id: The consumer's last monitored prediction id (0 when it never ran).
+        label_cutoff: The label cut-off of the consumer's last run (None: none recorded).
+        current_version: The current model version, if any.
+        registered_at: When it was registered; registering it again (new reference rows)
+            changes it.
+    """
+
+    newest_id: int
+    last_processed: date | None
+    watermark_id: int
+    label_cutoff: date | None
+    current_version: str | None
+    registered_at: datetime | None
+
+
+@dataclass(frozen=True, order=True)
+class WrittenDay:
+    """A date of one model version and period with predictions written past a watermark."""
+
+    model_version: str
+    period: str
+    as_of_date: date
+
+
+def probe(conn: Connection, consumer: str) -> PollProbe:
+    """Everything the poller needs to tell whether anything changed, in one round trip."""
+    with transaction(conn) as cursor:
+        cursor.execute(_PROBE, (consumer,))
+        newest, processed, watermark, cutoff, version, registered = cursor.fetchone()
+    return PollProbe(
+        newest_id=int(newest),
+        last_processed=processed,
+        watermark_id=0 if watermark is None else int(watermark),
+        label_cutoff=cutoff,
+        current_version=None if version is None else str(version),
+        registered_at=registered,
+    )
+
+
+def days_written(conn: Connection, after_id: int, up_to_id: int) -> list[WrittenDay]:
+    """The (model version, period, date) of the predictions with ids in (after_id, up_to_id].
+
+    Reads the new rows only, through the unique key on `id`: a day of new predictions costs
+    its own rows, whatever the table holds.
+    """
+    with transaction(conn) as cursor:
+        cursor.execute(_DAYS_WRITTEN, (after_id, up_to_id))
+        rows = cursor.fetchall()
+    return sorted(WrittenDay(str(version), str(period), day) for version, period, day in rows)
+
+
+def last_processed_date(conn: Connection) -> date | None:
+    """The latest `Processed_Data` date (None when it is empty)."""
+    with transaction(conn) as cursor:
+        cursor.execute(_LAST_PROCESSED)
+        (value,) = cursor.fetchone()
+    return value
+
+
 def max_prediction_id(conn: Connection) -> int:
     """The highest `model_predictions.id` (0 when there are none); grows with every write."""
     with transaction(conn) as cursor:
@@ -305,12 +405,51 @@ def load_analysis(
     Returns:
         A frame shaped like :func:`load_reference`'s.
     """
-    sql = _SELECT_ANALYSIS.format(features=_feature_select(continuous, categorical, "p."))
+    sql = _SELECT_ANALYSIS.format(features=_feature_select(continuous, categorical, "p."), days="")
     with transaction(conn, prepared=True) as cursor:
         cursor.execute(_LAST_PROCESSED)
         (last_processed,) = cursor.fetchone()
         cutoff = label_cutoff(last_processed, label_delay_days)
         cursor.execute(sql, (cutoff, version, ANALYSIS))
+        rows = cursor.fetchall()
+    return _prediction_frame(rows, continuous, categorical)
+
+
+def load_analysis_at(
+    conn: Connection,
+    version: str,
+    continuous: Sequence[str],
+    categorical: Sequence[str],
+    cutoff: date | None,
+    days: Sequence[tuple[date, date]] | None = None,
+) -> pd.DataFrame:
+    """Like :func:`load_analysis`, with the label cut-off given and, optionally, only some days.
+
+    Args:
+        conn: The connection.
+        version: The model version.
+        continuous: Its continuous features, in registry order.
+        categorical: Its categorical features, likewise.
+        cutoff: Labels from `Processed_Data` count for predictions dated up to this day
+            (`label_cutoff`); None: none do.
+        days: Inclusive (first, last) date ranges to read, each a range of the primary key;
+            None for every analysis prediction of ``version``. An empty list reads nothing.
+
+    Returns:
+        A frame shaped like :func:`load_reference`'s.
+    """
+    if days is not None and not days:
+        return _prediction_frame([], continuous, categorical)
+    ranges = "" if days is None else " AND (" + " OR ".join([_DAY_RANGE] * len(days)) + ")"
+    # Only placeholders are formatted in; every value is bound.
+    sql = _SELECT_ANALYSIS.format(
+        features=_feature_select(continuous, categorical, "p."), days=ranges
+    )
+    params: list[Any] = [cutoff, version, ANALYSIS]
+    for first, last in days or ():
+        params += [first, last]
+    with transaction(conn, prepared=True) as cursor:
+        cursor.execute(sql, params)
         rows = cursor.fetchall()
     return _prediction_frame(rows, continuous, categorical)
 
@@ -350,18 +489,76 @@ def _prediction_frame(
     return frame
 
 
-def store_run(conn: Connection, run: MonitoringRun, consumer: str | None = None) -> int:
+def store_run(
+    conn: Connection,
+    run: MonitoringRun,
+    consumer: str | None = None,
+    *,
+    label_cutoff: date | None = None,
+) -> int:
     """Store a successful run in one transaction and return its run id.
 
     Inserts the run row, upserts its figures (`MonitoringResult.metric_rows`, `drift_rows` and
     `quality_rows`, whose keys are this table's column names), removes the version's figures of
     chunks this run did not produce, and advances ``consumer``'s watermark to the run's
-    ``watermark_id`` when one is named.
+    ``watermark_id`` (and its label cut-off to ``label_cutoff``) when one is named.
     """
     version = run.model_version
     result = run.result
-    record = RunRecord(
-        model_version=version,
+    drift_rows = [*result.drift_rows(), *result.quality_rows()]
+    with transaction(conn) as cursor:
+        run_id = _insert_run(cursor, _run_record(run), SUCCEEDED, None)
+        cursor.executemany(
+            _UPSERT_RESULT, [_result_params(version, row, run_id) for row in result.metric_rows()]
+        )
+        cursor.executemany(
+            _UPSERT_DRIFT, [_drift_params(version, row, run_id) for row in drift_rows]
+        )
+        cursor.execute(_PRUNE_RESULTS, (version, run_id))
+        cursor.execute(_PRUNE_DRIFT, (version, run_id))
+        if consumer is not None:
+            cursor.execute(_ADVANCE_WATERMARK, (consumer, run.watermark_id, label_cutoff, run_id))
+    return run_id
+
+
+def store_chunks(
+    conn: Connection,
+    run: MonitoringRun,
+    changed: MonitoringResult | None,
+    removed: Sequence[datetime],
+    consumer: str,
+    label_cutoff: date | None,
+) -> int:
+    """Store an incremental run in one transaction and return its run id.
+
+    The run row describes ``run.result``, every chunk of the version; only the figures of
+    ``changed`` (the recomputed chunks; None for none) are upserted, and those of the chunks
+    starting at ``removed`` (left without predictions) deleted. The other chunks keep their
+    stored rows, which a full recompute would have written the same. ``consumer``'s watermark
+    and label cut-off advance in the same transaction.
+    """
+    version = run.model_version
+    metric_rows = [] if changed is None else changed.metric_rows()
+    drift_rows = [] if changed is None else [*changed.drift_rows(), *changed.quality_rows()]
+    with transaction(conn) as cursor:
+        run_id = _insert_run(cursor, _run_record(run), SUCCEEDED, None)
+        cursor.executemany(
+            _UPSERT_RESULT, [_result_params(version, row, run_id) for row in metric_rows]
+        )
+        cursor.executemany(
+            _UPSERT_DRIFT, [_drift_params(version, row, run_id) for row in drift_rows]
+        )
+        for start in removed:
+            cursor.execute(_DELETE_CHUNK_RESULTS, (version, start))
+            cursor.execute(_DELETE_CHUNK_DRIFT, (version, start))
+        cursor.execute(_ADVANCE_WATERMARK, (consumer, run.watermark_id, label_cutoff, run_id))
+    return run_id
+
+
+def _run_record(run: MonitoringRun) -> RunRecord:
+    result = run.result
+    return RunRecord(
+        model_version=run.model_version,
         trigger=run.trigger,
         started_at=run.started_at,
         finished_at=run.finished_at,
@@ -375,34 +572,25 @@ def store_run(conn: Connection, run: MonitoringRun, consumer: str | None = None)
         warnings=len(result.warnings),
         verdicts=[verdict.to_json() for verdict in result.verdicts()],
     )
-    drift_rows = [*result.drift_rows(), *result.quality_rows()]
-    with transaction(conn) as cursor:
-        run_id = _insert_run(cursor, record, SUCCEEDED, None)
-        cursor.executemany(
-            _UPSERT_RESULT, [_result_params(version, row, run_id) for row in result.metric_rows()]
-        )
-        cursor.executemany(
-            _UPSERT_DRIFT, [_drift_params(version, row, run_id) for row in drift_rows]
-        )
-        cursor.execute(_PRUNE_RESULTS, (version, run_id))
-        cursor.execute(_PRUNE_DRIFT, (version, run_id))
-        if consumer is not None:
-            cursor.execute(_ADVANCE_WATERMARK, (consumer, run.watermark_id, run_id))
-    return run_id
 
 
 def record_failed_run(
-    conn: Connection, run: RunRecord, error_message: str, consumer: str | None = None
+    conn: Connection,
+    run: RunRecord,
+    error_message: str,
+    consumer: str | None = None,
+    *,
+    label_cutoff: date | None = None,
 ) -> int:
     """Record a run that could not monitor its data (stored figures stay as they were).
 
-    Advances ``consumer``'s watermark too when one is named: the same predictions would fail
-    the same way, so the poller waits for new ones. Returns the run id.
+    Advances ``consumer``'s watermark (and label cut-off) too when one is named: the same
+    predictions would fail the same way, so the poller waits for new ones. Returns the run id.
     """
     with transaction(conn) as cursor:
         run_id = _insert_run(cursor, run, FAILED, error_message[:_ERROR_MAX])
         if consumer is not None:
-            cursor.execute(_ADVANCE_WATERMARK, (consumer, run.watermark_id, run_id))
+            cursor.execute(_ADVANCE_WATERMARK, (consumer, run.watermark_id, label_cutoff, run_id))
     return run_id
 
 
@@ -529,12 +717,26 @@ def get_watermark(conn: Connection, consumer: str) -> int:
     return 0 if row is None else int(row[0])
 
 
-def advance_watermark(
-    conn: Connection, consumer: str, prediction_id: int, run_id: int | None = None
-) -> int:
-    """Move ``consumer``'s watermark forward to ``prediction_id`` (never back); return it."""
+def get_label_cutoff(conn: Connection, consumer: str) -> date | None:
+    """The label cut-off of ``consumer``'s last run (None when none was recorded)."""
     with transaction(conn) as cursor:
-        cursor.execute(_ADVANCE_WATERMARK, (consumer, prediction_id, run_id))
+        cursor.execute(_SELECT_LABEL_CUTOFF, (consumer,))
+        row = cursor.fetchone()
+    return None if row is None else row[0]
+
+
+def advance_watermark(
+    conn: Connection,
+    consumer: str,
+    prediction_id: int,
+    run_id: int | None = None,
+    *,
+    label_cutoff: date | None = None,
+) -> int:
+    """Move ``consumer``'s watermark forward to ``prediction_id`` (never back), with its label
+    cut-off; return the watermark."""
+    with transaction(conn) as cursor:
+        cursor.execute(_ADVANCE_WATERMARK, (consumer, prediction_id, label_cutoff, run_id))
         cursor.execute(_SELECT_WATERMARK, (consumer,))
         (value,) = cursor.fetchone()
     return int(value)

@@ -1,8 +1,9 @@
 """Monitoring a model version from the database: read its predictions, monitor, store, report.
 
-`run_for_model` is the database mode shared by ``python -m monitoring run``, the service's
-``GET /run-monitoring`` and the poller. It is wiring only, under a server-side lock so that
-runs of one database never overlap, whichever process starts them:
+`run_for_model` is the database mode shared by ``python -m monitoring run`` and the service's
+``GET /run-monitoring``: a full recompute of every chunk (the poller recomputes only what
+changed, `monitoring.pipeline.incremental`, from the same steps). It is wiring only, under a
+server-side lock so that runs of one database never overlap, whichever process starts them:
 
 - `load_inputs` reads the version's declared features and its predictions (`MonitorInputs`);
 - `monitor` is pure: the inputs and a `RunSpec` in, a `MonitoringRun` out;
@@ -73,10 +74,11 @@ STAGES = ("load", "monitor", "store", "report")
 _VERSION = re.compile(VERSION_PATTERN)
 _FEATURE_TYPES = ("continuous", "categorical")
 
-# The fitted monitors of the latest versions, by `_fit_key`: most of a run's cost (CBPE's
+# The fitted monitors of the latest versions, by `fit_key`: most of a run's cost (CBPE's
 # calibration and the bootstrap of the thresholds) depends on the reference only, so the
-# service and the poller fit a version once. An entry is taken out while a run uses it: a
-# NannyML calculator must not serve two threads at once.
+# service fits a version once (the poller keeps its own, `incremental.MonitorState`). An
+# entry is taken out while a run uses it: a NannyML calculator must not serve two threads at
+# once.
 _FITTED: OrderedDict[tuple[Any, ...], FittedMonitor] = OrderedDict()
 _FITTED_LOCK = threading.Lock()
 _FITTED_MAX = 4
@@ -340,28 +342,59 @@ def monitor(
             reference, too few rows or reference chunks.
         InputError: Unusable values (e.g. scores outside [0, 1]).
     """
+    key = fit_key(inputs, spec)
+    with _FITTED_LOCK:
+        fitted = _FITTED.pop(key, None)
+    if fitted is None:
+        fitted = fit(inputs, spec)
+    else:
+        check_inputs(inputs)
+    run = monitor_with(fitted, inputs, trigger=trigger, started_at=started_at, clock=clock)
+    with _FITTED_LOCK:
+        _FITTED[key] = fitted
+        while len(_FITTED) > _FITTED_MAX:
+            _FITTED.popitem(last=False)
+    return run
+
+
+def fit(inputs: MonitorInputs, spec: RunSpec) -> FittedMonitor:
+    """The monitor of ``inputs``' model version, fitted on its reference: pure.
+
+    Raises:
+        InsufficientDataError: No reference or analysis predictions, a single-class
+            reference, too few rows or reference chunks.
+        InputError: Unusable values.
+    """
     check_inputs(inputs)
     # NannyML takes seconds to import: pay for it on the first run, not on import.
     from monitoring.compute.core import fit_monitor
     from monitoring.compute.prepare import check_analysis
 
     check_analysis(inputs.analysis, inputs.mapping)
-    key = _fit_key(inputs, spec)
-    with _FITTED_LOCK:
-        fitted = _FITTED.pop(key, None)
-    if fitted is None:
-        fitted = fit_monitor(
-            inputs.reference,
-            inputs.mapping,
-            spec.chunking,
-            min_chunk_rows=spec.min_chunk_rows,
-            policy=spec.policy,
-        )
+    return fit_monitor(
+        inputs.reference,
+        inputs.mapping,
+        spec.chunking,
+        min_chunk_rows=spec.min_chunk_rows,
+        policy=spec.policy,
+    )
+
+
+def monitor_with(
+    fitted: FittedMonitor,
+    inputs: MonitorInputs,
+    *,
+    trigger: RunTrigger,
+    started_at: datetime,
+    clock: Callable[[], datetime] | None = None,
+) -> MonitoringRun:
+    """Monitor ``inputs.analysis`` with a monitor already fitted on their version: pure.
+
+    Raises:
+        InsufficientDataError: No analysis predictions.
+        InputError: Unusable values.
+    """
     result = fitted.calculate(inputs.analysis)
-    with _FITTED_LOCK:
-        _FITTED[key] = fitted
-        while len(_FITTED) > _FITTED_MAX:
-            _FITTED.popitem(last=False)
     return MonitoringRun(
         model_version=inputs.model_version,
         trigger=trigger,
@@ -372,7 +405,8 @@ def monitor(
     )
 
 
-def _fit_key(inputs: MonitorInputs, spec: RunSpec) -> tuple[Any, ...]:
+def fit_key(inputs: MonitorInputs, spec: RunSpec) -> tuple[Any, ...]:
+    """What a fitted monitor depends on: the version, its reference rows, mapping and spec."""
     # The reference of a model version does not change, but the key says so rather than
     # trusting it: a hash of its rows costs milliseconds, a fit seconds.
     digest = int(pd.util.hash_pandas_object(inputs.reference, index=False).sum())

@@ -21,17 +21,23 @@ from db.monitoring import (
     LABEL,
     PREDICTION_FRAME_COLUMNS,
     RunRecord,
+    WrittenDay,
     acquire_run_lock,
     advance_watermark,
+    days_written,
+    get_label_cutoff,
     get_watermark,
     label_cutoff,
     latest_run,
     load_analysis,
+    load_analysis_at,
     load_reference,
     max_prediction_id,
+    probe,
     record_failed_run,
     release_run_lock,
     run_lock_name,
+    store_chunks,
     store_run,
     stored_drift,
     stored_results,
@@ -409,6 +415,110 @@ def test_a_failing_store_leaves_nothing_behind(conn: Connection) -> None:
     assert _count(conn, "monitoring_runs") == 0
     assert _count(conn, "monitoring_results") == 0
     assert get_watermark(conn, "poller") == 0
+
+
+def test_the_label_cutoff_goes_with_the_run_that_saw_it(conn: Connection) -> None:
+    early, late = DAY, DAY + timedelta(days=3)
+    advance_watermark(conn, "poller", 5, label_cutoff=early)
+    assert get_label_cutoff(conn, "poller") == early
+
+    advance_watermark(conn, "poller", 4, label_cutoff=late)  # an older run: ignored
+    assert (get_watermark(conn, "poller"), get_label_cutoff(conn, "poller")) == (5, early)
+
+    store_run(conn, _run(TWO_DAYS, watermark=6), consumer="poller", label_cutoff=late)
+    assert (get_watermark(conn, "poller"), get_label_cutoff(conn, "poller")) == (6, late)
+    assert get_label_cutoff(conn, "never-ran") is None
+
+
+# --- incremental runs ------------------------------------------------------------------------
+
+
+def test_storing_chunks_writes_those_only_and_describes_every_chunk(conn: Connection) -> None:
+    three_days = [*TWO_DAYS, datetime(2024, 3, 3)]
+    first = store_run(conn, _run(three_days, 0.8))
+    merged = _run([*TWO_DAYS, datetime(2024, 3, 4)], 0.6, watermark=20)
+    changed = _result([TWO_DAYS[1], datetime(2024, 3, 4)], 0.6)
+
+    second = store_chunks(conn, merged, changed, [datetime(2024, 3, 3)], "poller", DAY)
+
+    results = stored_results(conn, VERSION)
+    by_chunk = results.groupby("chunk_key")[["estimate", "run_id"]].first()
+    assert by_chunk.to_dict("index") == {
+        "2024-03-01": {"estimate": 0.8, "run_id": first},  # kept
+        "2024-03-02": {"estimate": 0.6, "run_id": second},  # recomputed
+        "2024-03-04": {"estimate": 0.6, "run_id": second},  # new
+    }  # 2024-03-03 lost its predictions: its figures are gone
+    assert sorted(stored_drift(conn, VERSION)["chunk_key"].unique()) == list(by_chunk.index)
+    run = latest_run(conn, VERSION)
+    assert run is not None and run.run_id == second
+    assert run.chunks == 3
+    assert [verdict["chunk"] for verdict in run.verdicts] == list(by_chunk.index)
+    assert (get_watermark(conn, "poller"), get_label_cutoff(conn, "poller")) == (20, DAY)
+
+
+def test_storing_no_changed_chunk_still_records_the_run(conn: Connection) -> None:
+    store_run(conn, _run(TWO_DAYS, 0.8))
+    counts = _count(conn, "monitoring_results")
+
+    store_chunks(conn, _run(TWO_DAYS[:1], 0.8), None, [TWO_DAYS[1]], "poller", None)
+
+    assert _count(conn, "monitoring_results") == counts // 2
+    assert _count(conn, "monitoring_runs") == 2
+
+
+def test_the_probe_reads_every_watermark_in_one_statement(conn: Connection) -> None:
+    empty = probe(conn, "poller")
+    assert (empty.newest_id, empty.watermark_id, empty.label_cutoff) == (0, 0, None)
+    assert (empty.last_processed, empty.current_version, empty.registered_at) == (None,) * 3
+
+    _model(conn)
+    _predictions(conn, "analysis", [("a", DAY, None, {})])
+    _processed(conn, [(DAY + timedelta(days=20), "z", 0)])
+    advance_watermark(conn, "poller", 1, label_cutoff=DAY)
+
+    seen = probe(conn, "poller")
+    assert seen.newest_id == max_prediction_id(conn)
+    assert seen.last_processed == DAY + timedelta(days=20)
+    assert (seen.watermark_id, seen.label_cutoff) == (1, DAY)
+    assert seen.current_version == VERSION
+    assert isinstance(seen.registered_at, datetime)
+
+
+def test_days_written_are_those_of_the_predictions_past_the_watermark(conn: Connection) -> None:
+    _model(conn)
+    _predictions(conn, "reference", [("a", DAY - timedelta(days=9), 1, {})])
+    _predictions(conn, "analysis", [("a", DAY, None, {}), ("b", DAY, None, {})])
+    seen = max_prediction_id(conn)
+    later = DAY + timedelta(days=1)
+    _predictions(conn, "analysis", [("a", later, None, {}), ("b", later, None, {})])
+    newest = max_prediction_id(conn)
+
+    assert days_written(conn, seen, newest) == [WrittenDay(VERSION, "analysis", later)]
+    assert days_written(conn, 0, seen) == [
+        WrittenDay(VERSION, "analysis", DAY),
+        WrittenDay(VERSION, "reference", DAY - timedelta(days=9)),
+    ]
+    assert days_written(conn, newest, newest) == []
+
+
+def test_analysis_of_some_days_at_a_given_label_cutoff(conn: Connection) -> None:
+    _model(conn)
+    days = [DAY + timedelta(days=offset) for offset in range(4)]
+    _predictions(conn, "analysis", [("a", d, None, _features(1, 1, "data")) for d in days])
+    _processed(conn, [(d, "a", 1) for d in days])
+
+    frame = load_analysis_at(
+        conn, VERSION, CONTINUOUS, CATEGORICAL, days[1], [(days[0], days[1]), (days[3], days[3])]
+    )
+
+    assert [stamp.date() for stamp in frame["as_of_date"]] == [days[0], days[1], days[3]]
+    assert frame[LABEL].tolist()[:2] == [1.0, 1.0]
+    assert math.isnan(frame[LABEL].tolist()[2])  # past the cut-off
+    everything = load_analysis_at(conn, VERSION, CONTINUOUS, CATEGORICAL, None)
+    assert len(everything) == 4 and everything[LABEL].isna().all()
+    nothing = load_analysis_at(conn, VERSION, CONTINUOUS, CATEGORICAL, None, [])
+    assert nothing.empty
+    assert list(nothing.columns) == list(everything.columns)
 
 
 # --- ids and the run lock --------------------------------------------------------------------

@@ -11,6 +11,8 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from pathlib import Path
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -19,7 +21,9 @@ import pytest
 from config.settings import Settings
 from db.connection import connection, transaction
 from db.monitoring import get_watermark, max_prediction_id
-from monitoring.pipeline.poller import CONSUMER, poll_forever, poll_once
+from monitoring.compute.result import MonitoringRun
+from monitoring.pipeline.poller import CONSUMER, ReportWriter, poll_forever, poll_once
+from monitoring.pipeline.runner import ReportFiles
 from tests.monitoring.web.test_service import (
     ANALYSIS_DAYS,
     ANALYSIS_START,
@@ -221,3 +225,39 @@ def test_poll_forever_stops_on_sigterm_and_restores_the_handler(settings: Settin
 def test_poll_forever_refuses_a_non_positive_interval(settings: Settings) -> None:
     with pytest.raises(ValueError, match="interval"):
         poll_forever(settings, threading.Event(), interval=0)
+
+
+class _Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_report_writer_writes_the_latest_run_at_most_every_interval(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    written: list[int] = []
+    monkeypatch.setattr(
+        "monitoring.pipeline.poller.write_run_report",
+        lambda run, folder, run_id: written.append(run_id) or ReportFiles(folder, {}),
+    )
+    clock = _Clock()
+    writer = ReportWriter(60.0, clock)
+    run = cast(MonitoringRun, object())
+
+    writer.submit(run, tmp_path, 1)  # the first is written at once
+    writer.flush()
+    writer.submit(run, tmp_path, 2)
+    writer.submit(run, tmp_path, 3)  # replaces 2, which is never written
+    clock.now += 30
+    writer.maybe_write()
+    assert written == [1]
+    clock.now += 31
+    writer.maybe_write()
+    writer.flush()
+    assert written == [1, 3]
+    writer.submit(run, tmp_path, 4)
+    writer.flush()  # on stop: written whatever the interval
+    assert written == [1, 3, 4]
