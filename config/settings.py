@@ -91,6 +91,8 @@ class Settings(BaseSettings):
     # The poller writes the report files (plots: seconds each) at most this often, off its
     # loop; 0 after every run. The stored figures, the dashboard and /metrics are per run.
     monitoring_report_interval: float = Field(60, ge=0)
+    # Seconds between the dashboard's checks for a newer run (it reloads on one); 0: never.
+    monitoring_dashboard_refresh: float = Field(30, ge=0)
 
     # Upper bounds a client may ask of one stream: a typo must not fill the disk.
     stream_max_batch_size: int = Field(100_000, gt=0)

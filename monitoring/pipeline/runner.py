@@ -31,6 +31,7 @@ from pydantic import ValidationError
 from config.settings import Settings
 from config.web import validation_error
 from db.connection import Connection, connection
+from db.dashboard import first_streamed_day, reference_span
 from db.errors import DatabaseError
 from db.models import ModelRecord, current_model, get_model
 from db.monitoring import (
@@ -59,6 +60,7 @@ from monitoring.errors import (
     MonitoringError,
     RunInProgressError,
 )
+from monitoring.report.timeline import NO_TIMELINE, Timeline
 
 if TYPE_CHECKING:
     from monitoring.compute.core import FittedMonitor
@@ -276,7 +278,7 @@ def _run_locked(
     with _timed(seconds, "store"):
         run_id = store(conn, run, consumer)
     with _timed(seconds, "report"):
-        report = write_run_report(run, folder, run_id)
+        report = write_run_report(run, folder, run_id, read_timeline(conn, model.version))
     completed = CompletedRun(run_id, run, seconds, report)
     _log_run(completed)
     return completed
@@ -454,8 +456,15 @@ def store(conn: Connection, run: MonitoringRun, consumer: str | None = None) -> 
     return store_run(conn, run, consumer=consumer)
 
 
-def write_run_report(run: MonitoringRun, folder: Path, run_id: int) -> ReportFiles:
-    """Write the report of ``run`` into ``folder``.
+def read_timeline(conn: Connection, version: str) -> Timeline:
+    """The reference span of ``version`` and the first streamed day, marked on the plots."""
+    return Timeline.of(reference_span(conn, version), first_streamed_day(conn))
+
+
+def write_run_report(
+    run: MonitoringRun, folder: Path, run_id: int, timeline: Timeline = NO_TIMELINE
+) -> ReportFiles:
+    """Write the report of ``run`` into ``folder``, ``timeline`` marked on its plots.
 
     A folder that cannot be written is logged and said in the result, not raised: the
     figures are stored and the dashboard reads them; the next run writes the files.
@@ -463,7 +472,7 @@ def write_run_report(run: MonitoringRun, folder: Path, run_id: int) -> ReportFil
     from monitoring.report import write_report  # plotly and kaleido: only when reporting
 
     try:
-        written = write_report(run.result, folder)
+        written = write_report(run.result, folder, timeline)
     except OSError as exc:
         log.error("monitoring run %d: cannot write the report to %s: %s", run_id, folder, exc)
         return ReportFiles(None, {}, "the report files could not be written")

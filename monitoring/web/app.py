@@ -2,8 +2,10 @@
 
 ``GET /run-monitoring`` runs the monitoring of a model version (see `monitoring.web.views` for
 the status codes; it needs ``Authorization: Bearer <API_TOKEN>`` when ``API_TOKEN`` is set),
-``GET /`` is the dashboard of the latest stored figures, ``GET /metrics`` their Prometheus
-exposition and ``GET /health`` says whether the database answers. Those three stay open.
+``GET /`` is the dashboard of the latest stored figures (with ``GET /dashboard/state``, which
+it polls, and ``GET /dashboard/drilldown``, see `monitoring.web.dashboard`), ``GET /metrics``
+their Prometheus exposition and ``GET /health`` says whether the database answers. These
+stay open.
 """
 
 from __future__ import annotations

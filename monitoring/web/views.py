@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
+from typing import TypeVar
 
 from flask import Blueprint, Response, current_app, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -61,7 +62,19 @@ class RunQuery(BaseModel):
 
 
 def parse_query(args: MultiDict[str, str]) -> RunQuery:
-    """Validate a query string.
+    """Validate the query string of `GET /run-monitoring`.
+
+    Raises:
+        ApiError: 400, naming each unknown, repeated or malformed parameter.
+    """
+    return parse_args(RunQuery, args)
+
+
+_Query = TypeVar("_Query", bound=BaseModel)
+
+
+def parse_args(model: type[_Query], args: MultiDict[str, str]) -> _Query:
+    """Validate a query string against ``model`` (extra parameters forbidden).
 
     Raises:
         ApiError: 400, naming each unknown, repeated or malformed parameter.
@@ -74,13 +87,13 @@ def parse_query(args: MultiDict[str, str]) -> RunQuery:
             f"query parameters given more than once: {', '.join(repeated)}",
         )
     try:
-        return RunQuery.model_validate(args.to_dict())
+        return model.model_validate(args.to_dict())
     except ValidationError as exc:
         errors = field_errors(exc)
         for error, raw in zip(errors, exc.errors(), strict=False):
             if raw["type"] == "extra_forbidden":
                 error["message"] = "is not a recognised parameter"
-            elif raw["type"] == "string_pattern_mismatch":
+            elif raw["type"] == "string_pattern_mismatch" and "version" in error["field"]:
                 error["message"] = _VERSION_RULE
             elif raw["type"] == "literal_error":
                 error["message"] = "must be compact or full"

@@ -675,7 +675,7 @@ def test_dashboard_shows_the_latest_stored_results(
     assert VERSION in html
     assert '<script src="/static/plotly.min.js"></script>' in html
     assert 'id="performance"' in html
-    assert "Plotly.newPlot" in html
+    assert "Plotly.react" in html
     # The report's figure builders draw the dashboard's figures too.
     assert PERFORMANCE_TITLE in html
     assert DRIFTING_FEATURE in html
