@@ -44,7 +44,8 @@ from db.monitoring import (
 from monitoring.compute.result import MonitoringRun
 from monitoring.errors import InputError, ModelNotFoundError, MonitoringError
 from monitoring.pipeline.incremental import MonitorState, PollRun, poll_run
-from monitoring.pipeline.runner import report_folder, write_run_report
+from monitoring.pipeline.runner import read_timeline, report_folder, write_run_report
+from monitoring.report.timeline import NO_TIMELINE, Timeline
 
 log = logging.getLogger(__name__)
 
@@ -63,13 +64,15 @@ class ReportWriter:
         """Write at most every ``interval`` seconds (0: after every run) by ``clock``."""
         self.interval = interval
         self._clock = clock
-        self._pending: tuple[MonitoringRun, Path, int] | None = None
+        self._pending: tuple[MonitoringRun, Path, int, Timeline] | None = None
         self._thread: threading.Thread | None = None
         self._last_started: float | None = None
 
-    def submit(self, run: MonitoringRun, folder: Path, run_id: int) -> None:
+    def submit(
+        self, run: MonitoringRun, folder: Path, run_id: int, timeline: Timeline = NO_TIMELINE
+    ) -> None:
         """Make ``run`` the one to report next, then write it if it is time."""
-        self._pending = (run, folder, run_id)
+        self._pending = (run, folder, run_id, timeline)
         self.maybe_write()
 
     def maybe_write(self) -> None:
@@ -94,8 +97,8 @@ class ReportWriter:
             _write_report(*pending)
 
 
-def _write_report(run: MonitoringRun, folder: Path, run_id: int) -> None:
-    written = write_run_report(run, folder, run_id)
+def _write_report(run: MonitoringRun, folder: Path, run_id: int, timeline: Timeline) -> None:
+    written = write_run_report(run, folder, run_id, timeline)
     if written.error is None:
         log.debug("report of run %d written to %s", run_id, folder)
 
@@ -210,10 +213,17 @@ def _report(settings: Settings, state: PollerState, polled: PollRun) -> None:
     except InputError as exc:
         log.warning("run %d: no report: %s", polled.run_id, exc)
         return
+    # The reference and the stream's start, marked on the plots as a one-off run marks them.
+    timeline = NO_TIMELINE
+    try:
+        with connection(settings) as conn:
+            timeline = read_timeline(conn, polled.run.model_version)
+    except DatabaseError as exc:
+        log.warning("run %d: the report's plots go unmarked: %s", polled.run_id, exc)
     if state.reports is None:
-        write_run_report(polled.run, folder, polled.run_id)
+        write_run_report(polled.run, folder, polled.run_id, timeline)
     else:
-        state.reports.submit(polled.run, folder, polled.run_id)
+        state.reports.submit(polled.run, folder, polled.run_id, timeline)
 
 
 def poll_forever(

@@ -24,6 +24,7 @@ from db.monitoring import get_watermark, max_prediction_id
 from monitoring.compute.result import MonitoringRun
 from monitoring.pipeline.poller import CONSUMER, ReportWriter, poll_forever, poll_once
 from monitoring.pipeline.runner import ReportFiles
+from monitoring.report.timeline import Timeline
 from tests.monitoring.web.test_service import (
     ANALYSIS_DAYS,
     ANALYSIS_START,
@@ -111,10 +112,23 @@ def test_poll_once_does_nothing_without_predictions(settings: Settings) -> None:
 
 
 @pytest.mark.slow
-def test_poll_once_runs_once_per_new_data_and_advances_the_watermark(settings: Settings) -> None:
+def test_poll_once_runs_once_per_new_data_and_advances_the_watermark(
+    settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    timelines: list[Timeline] = []
+
+    def recording(run: MonitoringRun, folder: Path, run_id: int, timeline: Timeline) -> ReportFiles:
+        timelines.append(timeline)  # the plots themselves: tests/monitoring/report
+        return ReportFiles(folder, {})
+
+    monkeypatch.setattr("monitoring.pipeline.poller.write_run_report", recording)
     populate(settings)
 
     assert poll_once(settings) is True
+    # Its report marks the reference on the plots, as a one-off run's does.
+    assert [(t.reference_start, t.reference_end, t.stream_start) for t in timelines] == [
+        (REFERENCE_START, REFERENCE_START + timedelta(days=REFERENCE_DAYS - 1), None)
+    ]
     assert _watermark(settings) == _newest(settings)
     assert _runs(settings) == [("poller", "succeeded")]
     counts = table_counts(settings)
@@ -241,7 +255,7 @@ def test_the_report_writer_writes_the_latest_run_at_most_every_interval(
     written: list[int] = []
     monkeypatch.setattr(
         "monitoring.pipeline.poller.write_run_report",
-        lambda run, folder, run_id: written.append(run_id) or ReportFiles(folder, {}),
+        lambda run, folder, run_id, timeline: written.append(run_id) or ReportFiles(folder, {}),
     )
     clock = _Clock()
     writer = ReportWriter(60.0, clock)
