@@ -253,10 +253,12 @@ def test_the_report_writer_writes_the_latest_run_at_most_every_interval(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     written: list[int] = []
-    monkeypatch.setattr(
-        "monitoring.pipeline.poller.write_run_report",
-        lambda run, folder, run_id, timeline: written.append(run_id) or ReportFiles(folder, {}),
-    )
+
+    def recording(run: MonitoringRun, folder: Path, run_id: int, timeline: Timeline) -> ReportFiles:
+        written.append(run_id)
+        return ReportFiles(folder, {})
+
+    monkeypatch.setattr("monitoring.pipeline.poller.write_run_report", recording)
     clock = _Clock()
     writer = ReportWriter(60.0, clock)
     run = cast(MonitoringRun, object())
