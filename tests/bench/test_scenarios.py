@@ -143,6 +143,34 @@ def test_a_kind_that_alerts_before_the_onset_does_not_count_as_a_detection() -> 
     assert "alerting before the onset" in bench.render_tables([outcome])
 
 
+def test_an_alert_the_clean_stream_shares_is_no_detection() -> None:
+    plan = bench.scenario_plans(2)["covariate_sudden"]
+    clean = _series({bench.DRIFT: [False, False, True, False, False, False]})
+    drifted = _series({bench.DRIFT: [False, False, True, False, True, True]})
+
+    outcome = bench.evaluate(plan, drifted, {}, onset=2, clean_alerts=clean)
+
+    drift = next(kind for kind in outcome.kinds if kind.kind == bench.DRIFT)
+    assert drift.delay == 0  # the clean stream's own alert on day 2
+    assert drift.delay_beyond_clean == 2 and drift.counted_delay == 2
+    assert drift.delay_met is False  # the target is 1 chunk
+    assert "+0 (+2 beyond clean's alerts)" in bench.render_tables([outcome])
+
+
+def test_without_the_clean_stream_the_delay_is_the_first_alert() -> None:
+    plan = bench.scenario_plans(2)["covariate_sudden"]
+    drifted = _series({bench.DRIFT: [False, False, True, False, True, True]})
+
+    drift = next(
+        kind
+        for kind in bench.evaluate(plan, drifted, {}, onset=2).kinds
+        if kind.kind == bench.DRIFT
+    )
+
+    assert drift.delay == drift.counted_delay == 0 and drift.delay_beyond_clean is None
+    assert drift.delay_met is True
+
+
 def _statistic(kind: str, subject: str, alert: list[bool]) -> StatisticSeries:
     return StatisticSeries(
         kind=kind,
