@@ -290,7 +290,8 @@ def merge_history(stored: pa.Table, fresh: pa.Table) -> pa.Table:
 
 def score_history(history: pa.Table, days: pa.Table, model: LoadedModel) -> pa.Table:
     """`model_predictions` rows (period analysis, no label) of the subscriber-days ``days``
-    (`Date`, `User`), in key order (date, subscriber).
+    (`Date`, `User`), in key order (date, subscriber), without the feature slots the
+    model leaves NULL (`db.models.written_columns`).
 
     Args:
         history: `Processed_Data` rows of the subscribers of ``days``, from
@@ -301,14 +302,16 @@ def score_history(history: pa.Table, days: pa.Table, model: LoadedModel) -> pa.T
     """
     import pyarrow.compute as pc
 
-    from db.models import ANALYSIS
+    from db.models import ANALYSIS, written_columns
     from spark_jobs.local_scoring import prediction_table, trailing_features
     from spark_jobs.schemas import DATE, USER
 
     first_day = pc.min(days[DATE]).as_py() - timedelta(days=model.card.long_window_days - 1)
     features = trailing_features(history, first_day, model.card.min_history_days, days)
     features = features.sort_by([(DATE, "ascending"), (USER, "ascending")])
-    return prediction_table(features, model.local, model.card, ANALYSIS)
+    rows = prediction_table(features, model.local, model.card, ANALYSIS)
+    card = model.card
+    return rows.select(list(written_columns(card.continuous_features, card.categorical_features)))
 
 
 def batch_keys(batch: pa.Table) -> list[tuple[str, date]]:
@@ -352,6 +355,7 @@ def process_batch(
     import pyarrow.compute as pc
 
     from db.connection import connection
+    from db.models import written_columns
     from db.stream_log import (
         StreamBatch,
         batch_committed,
@@ -420,6 +424,7 @@ def process_batch(
             ),
             processed,
             predictions,
+            written_columns(model.card.continuous_features, model.card.categorical_features),
         )
     lap("write")
     # Measurable when a load committed since the previous batch's write: this batch serves it.
