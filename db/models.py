@@ -139,6 +139,13 @@ def feature_columns(continuous: Sequence[str], categorical: Sequence[str]) -> di
     }
 
 
+def written_columns(continuous: Sequence[str], categorical: Sequence[str]) -> tuple[str, ...]:
+    """`PREDICTION_COLUMNS` without the feature slots a model's features leave NULL."""
+    used = set(feature_columns(continuous, categorical).values())
+    slots = {*CONTINUOUS_SLOT_COLUMNS, *CATEGORICAL_SLOT_COLUMNS}
+    return tuple(name for name in PREDICTION_COLUMNS if name not in slots or name in used)
+
+
 def _check_staging(staging: str) -> str:
     if STAGING_MARK not in staging:
         raise ValueError(f"{staging!r} is not a staging table")

@@ -65,9 +65,7 @@ _UPSERT_PROCESSED = (
 )
 # REPLACE deletes the stored row and inserts the new one: the row gets a new `id`, which the
 # monitoring poller reads as its watermark, so a re-scored day counts as new.
-_PREDICTION_NAMES = ", ".join(f"`{c}`" for c in PREDICTION_COLUMNS)
-_PREDICTION_ROW = f"({', '.join(['%s'] * len(PREDICTION_COLUMNS))})"
-_REPLACE_PREDICTIONS = f"REPLACE INTO model_predictions ({_PREDICTION_NAMES}) VALUES {{rows}}"  # noqa: S608
+_REPLACE_PREDICTIONS = "REPLACE INTO model_predictions ({names}) VALUES {{rows}}"
 
 
 @dataclass(frozen=True)
@@ -191,6 +189,7 @@ def write_batch(
     batch: StreamBatch,
     processed: Sequence[Sequence[Any]],
     predictions: Sequence[Sequence[Any]],
+    prediction_columns: Sequence[str] = PREDICTION_COLUMNS,
 ) -> datetime:
     """Write a micro-batch in one transaction: its log row, its subscriber-days and its
     predictions. Returns the server time of the write, just before the commit.
@@ -200,15 +199,17 @@ def write_batch(
         batch: The batch's `stream_batches` row (its key must be new).
         processed: Whole subscriber-days in `PROCESSED_COLUMNS` order: each replaces its
             stored (Date, User) row.
-        predictions: Rows in `PREDICTION_COLUMNS` order: each replaces the stored row of
-            its (model version, date, subscriber).
+        predictions: Rows of ``prediction_columns``: each replaces the stored row of its
+            (model version, date, subscriber).
+        prediction_columns: Columns of `PREDICTION_COLUMNS`, in its order; those left
+            out are NULL.
 
     Raises:
         IntegrityConflict: the batch was already written (nothing is written again).
     """
     with transaction(conn) as cursor:
         _execute_rows(cursor, _UPSERT_PROCESSED, _PROCESSED_ROW, processed)
-        replace_predictions(cursor, predictions)
+        replace_predictions(cursor, predictions, prediction_columns)
         # Last, so that its `committed_at` is the moment of the commit (the bench's clock).
         cursor.execute(
             _INSERT_BATCH,
@@ -228,10 +229,27 @@ def write_batch(
     return now
 
 
-def replace_predictions(cursor: Cursor, predictions: Sequence[Sequence[Any]]) -> None:
-    """Store ``predictions`` (`PREDICTION_COLUMNS` order) inside the caller's transaction,
-    each replacing the row of its (model version, date, subscriber)."""
-    _execute_rows(cursor, _REPLACE_PREDICTIONS, _PREDICTION_ROW, predictions)
+def replace_predictions(
+    cursor: Cursor,
+    predictions: Sequence[Sequence[Any]],
+    columns: Sequence[str] = PREDICTION_COLUMNS,
+) -> None:
+    """Store ``predictions`` (rows of ``columns``, some of `PREDICTION_COLUMNS` in its order,
+    the others NULL) inside the caller's transaction, each replacing the row of its (model
+    version, date, subscriber).
+
+    A model fills a few of the feature slots: leaving the others out of the statement
+    spares binding half of each row's parameters, the bulk of a micro-batch's write.
+
+    Raises:
+        ValueError: ``columns`` are not in `PREDICTION_COLUMNS` or not in its order.
+    """
+    known = [name for name in PREDICTION_COLUMNS if name in set(columns)]
+    if known != list(columns):
+        raise ValueError(f"{list(columns)} are not columns of model_predictions in order")
+    names = ", ".join(f"`{name}`" for name in known)
+    placeholders = f"({', '.join(['%s'] * len(known))})"
+    _execute_rows(cursor, _REPLACE_PREDICTIONS.format(names=names), placeholders, predictions)
 
 
 def _execute_rows(

@@ -11,9 +11,10 @@ and, for each micro-batch (``foreachBatch``):
    batch saw;
 2. builds the trailing-window features of those subscriber-days from their last 27 days of
    `Processed_Data`, with the fresh days in place of the stored ones, and scores them with
-   the current model (:func:`score_days`: the score job's ``build_features``, ``predict``
-   and ``prediction_rows``, in one Spark job), so a streamed day gets the numbers
-   `spark_jobs score` gives it;
+   the current model, in NumPy on the driver (:mod:`spark_jobs.local_scoring`: the score
+   job's ``build_features``, forest, calibration and ``prediction_rows``, held to them by a
+   test), so a streamed day gets the numbers `spark_jobs score` gives it, without the
+   second of planning and scheduling a Spark job costs each batch;
 3. writes the subscriber-days, the predictions (each replacing the row of its model
    version, date and subscriber) and the batch's `stream_batches` row in ONE transaction
    (:func:`db.stream_log.write_batch`). A batch replayed after a crash finds that row and
@@ -21,8 +22,12 @@ and, for each micro-batch (``foreachBatch``):
 
 Days up to the model's test window are not scored: they hold its reference rows. The
 registry is read every batch, so a new current model version is used from the next batch
-on; loaded models are cached per version. The current model is loaded, and its scoring plan
-compiled once on no rows, before the query starts: the first batch no longer pays for them.
+on; loaded models (the fitted pipeline's trees as NumPy arrays) are cached per version.
+The current model is loaded before the query starts: the first batch does not wait for it.
+
+Spark still runs the query, its source (the reads, their offsets and the checkpoint) and
+the batch jobs; a micro-batch is at most ``maxRowsPerTrigger`` rows, already collected on
+the driver, and its scoring reads at most 28 days of the subscribers it touches.
 """
 
 from __future__ import annotations
@@ -44,12 +49,12 @@ from config.settings import Settings
 from spark_jobs.errors import NoModelError, SparkJobError
 
 if TYPE_CHECKING:
-    from pyspark.ml import PipelineModel
     from pyspark.sql import DataFrame, SparkSession
 
     from db.connection import Connection
     from db.models import ModelRecord
     from spark_jobs.artifacts import ModelCard
+    from spark_jobs.local_scoring import LocalPipeline
 
 log = logging.getLogger(__name__)
 
@@ -91,10 +96,10 @@ class StreamOptions:
 
 @dataclass(frozen=True)
 class LoadedModel:
-    """A registered model version with its fitted pipeline and card."""
+    """A registered model version: its fitted pipeline's NumPy twin and its card."""
 
     record: ModelRecord
-    pipeline: PipelineModel
+    local: LocalPipeline
     card: ModelCard
 
     @property
@@ -109,14 +114,15 @@ class ModelCache:
         self._loaded: dict[str, LoadedModel] = {}
         self._last: str | None = None
 
-    def current(self, conn: Connection) -> LoadedModel:
-        """The registry's current model.
+    def current(self, conn: Connection, spark: SparkSession) -> LoadedModel:
+        """The registry's current model (its trees read through ``spark``).
 
         Raises:
             NoModelError: no model is current, or its folder is gone.
         """
         from db.models import current_model
         from spark_jobs.artifacts import load_model
+        from spark_jobs.local_scoring import LocalPipeline
 
         record = current_model(conn)
         if record is None:
@@ -124,7 +130,8 @@ class ModelCache:
         model = self._loaded.get(record.version)
         if model is None:
             pipeline, card = load_model(record.path)
-            model = self._loaded[record.version] = LoadedModel(record, pipeline, card)
+            local = LocalPipeline.load(spark, pipeline, record.path)
+            model = self._loaded[record.version] = LoadedModel(record, local, card)
         if model.version != self._last:
             log.info("scoring with model %s", model.version)
             self._last = model.version
@@ -187,10 +194,6 @@ class StreamSummary:
 
 
 # --- the pure steps ------------------------------------------------------------------------
-
-# Rows of a micro-batch are few (at most `maxRowsPerTrigger`): one shuffle partition spares
-# the scheduling of empty tasks in the window and join stages of each batch.
-STREAM_SHUFFLE_PARTITIONS = 1
 
 
 def aggregate_days(raw: DataFrame) -> DataFrame:
@@ -285,53 +288,30 @@ def merge_history(stored: pa.Table, fresh: pa.Table) -> pa.Table:
     return pa.concat_tables([kept.select(fresh.column_names).cast(fresh.schema), fresh])
 
 
-def score_days(history: DataFrame, since: date, model: LoadedModel, first_day: date) -> DataFrame:
-    """`model_predictions` rows (period analysis, no label) of ``history``'s subscriber-days
-    dated ``since`` or later.
+def score_history(history: pa.Table, days: pa.Table, model: LoadedModel) -> pa.Table:
+    """`model_predictions` rows (period analysis, no label) of the subscriber-days ``days``
+    (`Date`, `User`), in key order (date, subscriber), without the feature slots the
+    model leaves NULL (`db.models.written_columns`).
 
     Args:
-        history: `Processed_Data` rows of some subscribers from ``first_day`` on.
-        since: The first date to score.
+        history: `Processed_Data` rows of the subscribers of ``days``, from
+            `long_window_days - 1` days before the first of ``days`` on (its first date),
+            so that every window is whole, as in `spark_jobs score`.
+        days: The subscriber-days to score.
         model: The model to score with.
-        first_day: The first date of ``history``: at least `long_window_days - 1` days
-            before ``since``, so that every window is whole, as in `spark_jobs score`.
     """
-    from pyspark.sql import functions as F
+    import pyarrow.compute as pc
 
-    from db.models import ANALYSIS
-    from spark_jobs.features import build_features
-    from spark_jobs.schemas import DATE
-    from spark_jobs.scoring import predict, prediction_rows
-
-    features = build_features(history, first_day, model.card.min_history_days)
-    return prediction_rows(
-        predict(model.pipeline, model.card, features.where(F.col(DATE) >= F.lit(since))),
-        model.card,
-        ANALYSIS,
-        keep_label=False,
-    )
-
-
-def of_days(predictions: pa.Table, days: pa.Table) -> pa.Table:
-    """The ``predictions`` (`model_predictions` columns) of the subscriber-days ``days``
-    (`Date`, `User`): a join on the driver, where Spark would plan an exchange for it."""
+    from db.models import ANALYSIS, written_columns
+    from spark_jobs.local_scoring import prediction_table, trailing_features
     from spark_jobs.schemas import DATE, USER
 
-    names = ["as_of_date", "subscriber"]
-    keys = days.select([DATE, USER]).rename_columns(names)
-    keys = keys.cast(pa.schema([predictions.schema.field(name) for name in names]))
-    kept = predictions.join(keys, ["as_of_date", "subscriber"], join_type="left semi")
-    return kept.select(predictions.column_names)
-
-
-def warm_up(spark: SparkSession, model: LoadedModel) -> None:
-    """Score no rows with ``model``: Spark compiles the plan's code (cached for the batches'
-    plans of the same shape) and the JVM loads the classes the batches use."""
-    from spark_jobs.schemas import PROCESSED_SCHEMA
-
-    day = model.record.test_end + timedelta(days=1)
-    empty = spark.createDataFrame(processed_arrow_schema().empty_table(), PROCESSED_SCHEMA)
-    score_days(empty, day, model, day - timedelta(days=model.card.long_window_days - 1)).toArrow()
+    first_day = pc.min(days[DATE]).as_py() - timedelta(days=model.card.long_window_days - 1)
+    features = trailing_features(history, first_day, model.card.min_history_days, days)
+    features = features.sort_by([(DATE, "ascending"), (USER, "ascending")])
+    rows = prediction_table(features, model.local, model.card, ANALYSIS)
+    card = model.card
+    return rows.select(list(written_columns(card.continuous_features, card.categorical_features)))
 
 
 def batch_keys(batch: pa.Table) -> list[tuple[str, date]]:
@@ -364,9 +344,9 @@ def process_batch(
 ) -> BatchOutcome:
     """Apply one micro-batch of raw rows, exactly once per (``query_id``, ``batch_id``).
 
-    Two Spark jobs per batch: one reads the batch's rows (to the driver, once), one builds
-    the features and scores. The rows are small; the cleaning, the daily aggregation and
-    the merge with the stored days run in Arrow on the driver.
+    One Spark job per batch reads the batch's rows (to the driver, once). The rows are few:
+    the cleaning, the daily aggregation, the merge with the stored days, the features and
+    the scoring run in Arrow and NumPy on the driver.
 
     Raises:
         NoModelError: no model is current.
@@ -375,6 +355,7 @@ def process_batch(
     import pyarrow.compute as pc
 
     from db.connection import connection
+    from db.models import written_columns
     from db.stream_log import (
         StreamBatch,
         batch_committed,
@@ -384,7 +365,7 @@ def process_batch(
         write_batch,
     )
     from spark_jobs.cdr_source import text_rows_to_record_batch
-    from spark_jobs.schemas import DATE, PROCESSED_SCHEMA, USER
+    from spark_jobs.schemas import DATE, USER
 
     started = time.perf_counter()
     steps: dict[str, float] = {}
@@ -405,7 +386,7 @@ def process_batch(
         ids = pc.min_max(batch["id"])
         first_id, last_id = int(ids["min"].as_py()), int(ids["max"].as_py())
         lap("read")
-        model = models.current(conn)
+        model = models.current(conn, spark)
         # Rows of the touched days that came before (or after) this batch: none for a day
         # that lands whole in one batch, the earlier rows for a day spread over several.
         earlier = text_rows_to_record_batch(
@@ -427,9 +408,7 @@ def process_batch(
                 processed_text_of_subscribers(conn, subscribers, first_day, last_day)
             )
             lap("history")
-            history = spark.createDataFrame(merge_history(stored, fresh), PROCESSED_SCHEMA)
-            scored = score_days(history, day_range["min"].as_py(), model, first_day)
-            predictions = _rows(of_days(cast("pa.Table", scored.toArrow()), to_score))
+            predictions = _rows(score_history(merge_history(stored, fresh), to_score, model))
         lap("score")
         written_at = write_batch(
             conn,
@@ -445,6 +424,7 @@ def process_batch(
             ),
             processed,
             predictions,
+            written_columns(model.card.continuous_features, model.card.categorical_features),
         )
     lap("write")
     # Measurable when a load committed since the previous batch's write: this batch serves it.
@@ -537,11 +517,10 @@ def run_stream(
     started = time.perf_counter()
     stop = stop or threading.Event()
     state = _QueryState(settings)
+    # Loading the model and reading its trees take seconds: done here, before the query
+    # starts, the first batch does not wait for them.
     with connection(settings) as conn:
-        model = state.models.current(conn)
-    # The model's loading and the first compilation of the scoring plan take the first
-    # batch half a minute: done here, before the query starts, no batch waits for them.
-    warm_up(spark, model)
+        state.models.current(conn, spark)
     writer = (
         read_cdr_stream(
             spark,
@@ -557,14 +536,7 @@ def run_stream(
         writer = writer.trigger(availableNow=True)
     else:
         writer = writer.trigger(processingTime=f"{options.trigger_seconds} seconds")
-    # The query runs in a copy of the session made by `start()`: the setting holds there
-    # only, not in the caller's session (the batch jobs sharing it keep theirs).
-    shuffle = spark.conf.get("spark.sql.shuffle.partitions")
-    spark.conf.set("spark.sql.shuffle.partitions", str(STREAM_SHUFFLE_PARTITIONS))
-    try:
-        query = writer.start()
-    finally:
-        spark.conf.set("spark.sql.shuffle.partitions", str(shuffle))
+    query = writer.start()
     state.query_id = state.summary.query_id = str(query.id)
     state.ready.set()
     log.info(
