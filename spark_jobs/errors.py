@@ -21,3 +21,7 @@ class NoModelError(SparkJobError, LookupError):
 
 class ScoreRangeError(SparkJobError, ValueError):
     """The dates asked to be scored are invalid for the current model."""
+
+
+class UnsupportedModelError(SparkJobError, ValueError):
+    """The streaming query cannot score with this model's pipeline on the driver."""

@@ -31,6 +31,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from spark_jobs import fdlibm
+from spark_jobs.errors import UnsupportedModelError
 from spark_jobs.features import (
     CONTINUOUS_FEATURES,
     LABEL_COLUMN,
@@ -212,7 +213,9 @@ class Forest:
         offsets = np.concatenate([[0], np.cumsum(sizes)[:-1]])
         base = offsets[np.searchsorted(tree_ids, trees)]
         if not np.array_equal(ids, np.arange(len(ids)) - base):
-            raise ValueError("a saved tree's node ids are not 0..n-1")
+            raise UnsupportedModelError(
+                "a saved tree's node ids are not 0..n-1: an unknown Spark model format"
+            )
 
         nodes = np.arange(len(ids))
         left = flat["nodeData.leftChild"].to_numpy()
@@ -327,9 +330,12 @@ class LocalPipeline:
                 saved = join(folder, PIPELINE_FOLDER, "stages", name, "data")
                 data = spark.read.parquet(hadoop_uri(saved)).toArrow()
             else:
-                raise ValueError(f"no NumPy twin for the pipeline stage {stage.uid}")
+                raise UnsupportedModelError(
+                    f"the stream scores indexer + assembler + random-forest pipelines only, "
+                    f"not the stage {stage.uid}: score this model with `spark_jobs score`"
+                )
         if data is None or not inputs:
-            raise ValueError("the pipeline has no assembler or no random forest")
+            raise UnsupportedModelError("the pipeline has no assembler or no random forest")
         return cls(indexers, inputs, Forest.from_saved(data))
 
     def vectors(self, features: pa.Table) -> np.ndarray:

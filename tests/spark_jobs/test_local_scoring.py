@@ -211,3 +211,16 @@ def test_the_forest_votes_as_spark_does_on_unseen_categories_and_nan(
     # The forest's votes are sums and divisions in Spark's order: the same bits.
     assert ours.tolist() == theirs["p"].to_pylist()
     assert len(set(ours.tolist())) > 50
+
+
+def test_a_pipeline_without_a_numpy_twin_is_refused_with_a_clear_error(
+    spark: Any, tmp_path: Path
+) -> None:
+    from pyspark.ml import PipelineModel
+    from pyspark.ml.feature import SQLTransformer
+
+    from spark_jobs.errors import SparkJobError
+
+    pipeline = PipelineModel(stages=[SQLTransformer(statement="SELECT * FROM __THIS__")])
+    with pytest.raises(SparkJobError, match=r"random-forest pipelines only.*spark_jobs score"):
+        LocalPipeline.load(spark, pipeline, str(tmp_path))
