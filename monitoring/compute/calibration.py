@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from monitoring.compute.thresholds import Bounds
+
 ECE_BINS = 10
 
 
@@ -69,3 +71,42 @@ def calibration_gap(
     sums = np.bincount(ids, weights=differences, minlength=chunks)
     with np.errstate(divide="ignore", invalid="ignore"):
         return np.where(rows > 0, sums / rows, np.nan)
+
+
+# Chunks between the two calibration gaps whose difference `calibration_change` takes.
+CHANGE_CHUNKS = 3
+
+
+def calibration_change(gaps: np.ndarray, chunks: int = CHANGE_CHUNKS) -> np.ndarray:
+    """Each chunk's calibration gap minus the gap ``chunks`` chunks earlier.
+
+    A label that says whether a subscriber churns within a horizon (14 days) makes
+    consecutive daily chunks share most of their churn events: the gap's level wanders with
+    them, slowly and far beyond a single chunk's sampling spread, and a step in the churn rate
+    hides in that wandering. The difference over a few chunks cancels the shared window and
+    keeps the step, which grows by a horizon's share a day.
+
+    Args:
+        gaps: `calibration_gap` per chunk, oldest first, NaN without labels.
+        chunks: How many chunks back the gap is compared with.
+
+    Returns:
+        One value per chunk; NaN for the first ``chunks`` chunks and where either gap is NaN.
+    """
+    gaps = np.asarray(gaps, dtype=np.float64)
+    change = np.full(len(gaps), np.nan)
+    if len(gaps) > chunks:
+        change[chunks:] = gaps[chunks:] - gaps[:-chunks]
+    return change
+
+
+def calibration_alerts(gaps: np.ndarray, level: Bounds, change: Bounds) -> tuple[bool, ...]:
+    """Per chunk, whether its calibration gap is outside ``level`` or its `calibration_change`
+    outside ``change``: the realized calibration alert.
+
+    The change looks back `CHANGE_CHUNKS` chunks, so a chunk's alert depends on the chunks
+    before it too: an incremental run settles it on the merged series.
+    """
+    gaps = np.asarray(gaps, dtype=np.float64)
+    flags = level.alerts(gaps) | change.alerts(calibration_change(gaps))
+    return tuple(bool(flag) for flag in flags)

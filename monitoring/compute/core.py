@@ -24,7 +24,12 @@ import numpy as np
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
-from monitoring.compute.calibration import calibration_gap, expected_calibration_error
+from monitoring.compute.calibration import (
+    calibration_alerts,
+    calibration_change,
+    calibration_gap,
+    expected_calibration_error,
+)
 from monitoring.compute.chunking import ChunkBounds, PresortedChunker, chunk_bounds, chunk_ids
 from monitoring.compute.drift import (
     MultivariateModel,
@@ -83,6 +88,7 @@ from monitoring.compute.spec import (
 from monitoring.compute.thresholds import (
     Bounds,
     bootstrap_reference,
+    change_bounds,
     distance_bound,
     performance_bounds,
     share_bound,
@@ -109,6 +115,8 @@ class AlertThresholds:
         multivariate: The PCA reconstruction error's.
         calibration: The realized calibration gap's: an upper bound (more churners than the
             scores expect), and a lower one too when alerts are two-sided.
+        calibration_change: The band of the gap's change over
+            `monitoring.compute.calibration.CHANGE_CHUNKS` chunks, likewise.
         zero_values: Per continuous feature, its share of zeros' (upper only).
         zero_partners: Per continuous feature, the feature whose nonzero value contradicts
             its zero (`monitoring.compute.quality.zero_partners`), or None.
@@ -118,6 +126,7 @@ class AlertThresholds:
     univariate: dict[str, Bounds]
     multivariate: Bounds
     calibration: Bounds = field(default_factory=lambda: Bounds(None, None))
+    calibration_change: Bounds = field(default_factory=lambda: Bounds(None, None))
     zero_values: dict[str, Bounds] = field(default_factory=dict)
     zero_partners: dict[str, str | None] = field(default_factory=dict)
 
@@ -183,12 +192,15 @@ class FittedMonitor:
                     rows_chunk, len(bounds), labels, scores, frame[mapping.y_pred].to_numpy()
                 )
                 ece = expected_calibration_error(rows_chunk, len(bounds), labels, scores)
-                calibration = _statistic(
-                    CALIBRATION,
-                    CALIBRATION,
-                    CALIBRATION_METHOD,
-                    calibration_gap(rows_chunk, len(bounds), labels, scores),
-                    self.thresholds.calibration,
+                gaps = calibration_gap(rows_chunk, len(bounds), labels, scores)
+                thresholds = self.thresholds
+                calibration = replace(
+                    _statistic(
+                        CALIBRATION, CALIBRATION, CALIBRATION_METHOD, gaps, thresholds.calibration
+                    ),
+                    alert=calibration_alerts(
+                        gaps, thresholds.calibration, thresholds.calibration_change
+                    ),
                 )
             with _stage("univariate_drift"):
                 univariate = [
@@ -461,7 +473,8 @@ def fit_thresholds(
     pooled_bounds = _resample_bounds(pooled, mapping, chunking, samples)
     realized = _realized(pooled, pooled_bounds, mapping)
     chunk_realized = _realized(frame, bounds, mapping)
-    # The realized calibration shares the performance rate with the metrics.
+    # The realized calibration shares the performance rate with the metrics, its share split
+    # between the gap's level and its change over a few chunks.
     per_metric = policy.performance_rate / (len(METRICS) + 1)
     metrics = {
         name: performance_bounds(
@@ -471,15 +484,20 @@ def fit_thresholds(
     }
     # More churners than the scores expect is the harmful side (churners missed): with
     # one-sided alerts only a rise of the gap alerts, like a drop of a metric.
+    pooled_gaps = _calibration_gaps(pooled, pooled_bounds, mapping)
+    chunk_gaps = _calibration_gaps(frame, bounds, mapping)
     negated = performance_bounds(
-        -_calibration_gaps(pooled, pooled_bounds, mapping),
-        -_calibration_gaps(frame, bounds, mapping),
-        per_metric,
+        -pooled_gaps,
+        -chunk_gaps,
+        per_metric / 2,
         policy.direction,
     )
     calibration = Bounds(
         None if negated.upper is None else -negated.upper,
         None if negated.lower is None else -negated.lower,
+    )
+    calibration_step = change_bounds(
+        calibration_change(chunk_gaps), per_metric / 2, two_sided=policy.direction == "both"
     )
     by_chunk = bootstrap_reference(
         frame, bounds, chunking, mapping.timestamp, samples, policy.seed, pooled=False
@@ -499,6 +517,7 @@ def fit_thresholds(
         univariate=univariate_bounds,
         multivariate=upper_bound(np.array(null_error), policy.multivariate_rate),
         calibration=calibration,
+        calibration_change=calibration_step,
         zero_values=_zero_share_bounds(
             frame, bounds, by_chunk, mapping, chunking, policy, partners
         ),

@@ -5,7 +5,9 @@ Given a fitted monitor, every figure of a period chunk depends on that chunk's r
 (CBPE's estimate and sampling error, the realized metrics and ECE, each drift and data-quality
 statistic, their alerts against thresholds fixed by the fit). So `FittedMonitor.calculate` on
 the rows of the changed chunks gives exactly the figures a full recompute would give them, and
-`merge_results` puts them in place of the old ones. Chunks of a number of rows are cut by
+`merge_results` puts them in place of the old ones. One exception: the realized calibration
+alert also looks at the gap's change since a few chunks back, which `merge_results` settles on
+the merged series when given its band. Chunks of a number of rows are cut by
 position over the whole analysis, so a late row moves every later chunk: they are not
 incremental (`chunk_days` refuses them).
 """
@@ -19,9 +21,11 @@ from typing import Any, TypeVar
 
 import numpy as np
 
+from monitoring.compute.calibration import calibration_alerts
 from monitoring.compute.chunking import chunk_bounds
 from monitoring.compute.result import UNDEFINED_VALUE, MonitoringResult, MonitoringWarning
 from monitoring.compute.spec import Chunking
+from monitoring.compute.thresholds import Bounds
 
 _METRIC_FIELDS = (
     "estimate",
@@ -60,7 +64,10 @@ def chunk_days(days: Collection[date], chunking: Chunking) -> list[tuple[date, d
 
 
 def merge_results(
-    previous: MonitoringResult, update: MonitoringResult | None, recomputed: Collection[str]
+    previous: MonitoringResult,
+    update: MonitoringResult | None,
+    recomputed: Collection[str],
+    calibration_change: Bounds | None = None,
 ) -> MonitoringResult:
     """``previous`` with the chunks ``recomputed`` replaced by those of ``update``.
 
@@ -70,6 +77,9 @@ def merge_results(
             when none of them has rows any more.
         recomputed: Keys of the chunks whose rows were read again. Those absent from
             ``update`` have no predictions any more and are left out.
+        calibration_change: The fitted monitor's band of the calibration gap's change
+            (`AlertThresholds.calibration_change`): the calibration alerts, which look back a
+            few chunks, are then settled on the merged series. None leaves them as merged.
 
     Returns:
         The result a full recompute would give, chunk by chunk. Warnings about the reference
@@ -116,6 +126,17 @@ def merge_results(
         )
 
     chunks = pick([result.chunks for result in sources])
+    calibration = (
+        None
+        if base.calibration is None
+        else merged(base.calibration, _calibration, _STATISTIC_FIELDS)
+    )
+    if calibration is not None and calibration_change is not None:
+        level = Bounds(calibration.lower_threshold, calibration.upper_threshold)
+        calibration = replace(
+            calibration,
+            alert=calibration_alerts(np.array(calibration.values), level, calibration_change),
+        )
     return replace(
         base,
         chunks=chunks,
@@ -129,9 +150,7 @@ def merge_results(
         missing_values=statistics("missing_values"),
         unseen_values=statistics("unseen_values"),
         zero_values=statistics("zero_values"),
-        calibration=None
-        if base.calibration is None
-        else merged(base.calibration, _calibration, _STATISTIC_FIELDS),
+        calibration=calibration,
         warnings=_merged_warnings(previous, update, replaced, [chunk.key for chunk in chunks]),
     )
 

@@ -293,8 +293,10 @@ class MonitoringResult:
         alert_direction: ``lower`` when only performance drops alert, ``both`` otherwise.
         calibration: Realized calibration in the large per chunk (observed churn rate minus
             mean score, NaN without labels), with its band from the reference (a rise only,
-            unless alerts are two-sided); its alerts are realized-performance alerts named
-            ``calibration``. None when not computed.
+            unless alerts are two-sided); a chunk also alerts when the gap rose more since
+            three chunks back than the reference's chunks ever make likely
+            (`monitoring.compute.calibration.calibration_change`). Its alerts are
+            realized-performance alerts named ``calibration``. None when not computed.
         zero_values: Share of zeros per continuous feature, in mapping order.
     """
 

@@ -117,6 +117,31 @@ def performance_bounds(
     return Bounds(mean - z * spread, mean + z * spread)
 
 
+def change_bounds(chunk_values: np.ndarray, rate: float, *, two_sided: bool) -> Bounds:
+    """The band of a statistic's change over a few chunks (`calibration_change`), around 0.
+
+    From the changes over the reference's own chunks, not from resamples: resampled chunks
+    are independent, while consecutive real chunks share most of their rows' label windows,
+    which makes their changes smaller than those between independent chunks (by half and
+    more on the demo's daily chunks). A stationary statistic's change has mean 0; the mean of
+    the few overlapping changes the reference gives is noise, left out. No band from fewer
+    than two changes.
+
+    Args:
+        chunk_values: The change over the reference chunks (NaN where undefined).
+        rate: Chance that a clean chunk falls outside the band.
+        two_sided: A drop alerts too, ``rate`` split evenly; else only a rise.
+    """
+    changes = _known(chunk_values)
+    if len(changes) < 2:
+        return Bounds(None, None)
+    spread = float(changes.std(ddof=1))
+    if not two_sided:
+        return Bounds(None, _z(rate) * spread)
+    z = _z(rate / 2)
+    return Bounds(-z * spread, z * spread)
+
+
 def upper_bound(values: np.ndarray, rate: float) -> Bounds:
     """An upper bound crossed by a clean chunk with chance ``rate``, from bootstrap values
     (normal quantile)."""

@@ -265,7 +265,7 @@ def _incremental(
     recomputed = [chunk.key for chunk in replaced]
     if update is not None:
         recomputed += [chunk.key for chunk in update.chunks if chunk.key not in recomputed]
-    merged = merge_results(previous, update, recomputed)
+    merged = merge_results(previous, update, recomputed, state.fitted.thresholds.calibration_change)
     kept = {chunk.key for chunk in merged.chunks}
     removed = [chunk for chunk in replaced if chunk.key not in kept]
     run = MonitoringRun(

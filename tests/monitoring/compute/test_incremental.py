@@ -3,6 +3,7 @@ previous result, equals the result of a full recompute."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import date
 
 import numpy as np
@@ -13,6 +14,7 @@ from monitoring.compute.core import FittedMonitor, fit_monitor
 from monitoring.compute.incremental import chunk_days, is_incremental, merge_results
 from monitoring.compute.result import MonitoringResult
 from monitoring.compute.spec import Chunking, ColumnMapping
+from monitoring.compute.thresholds import Bounds
 from tests.monitoring.frames import START, day_of, predictions, rescore
 
 
@@ -63,6 +65,30 @@ def test_merging_recomputed_chunks_gives_the_full_result(
     _assert_same(merged, full)
     assert full.alert_counts() != previous.alert_counts()  # the change shows
     assert merged.chunks[:6] == previous.chunks[:6]
+
+
+def test_the_calibration_change_alert_is_settled_on_the_merged_series(
+    fitted: FittedMonitor, analysis: pd.DataFrame
+) -> None:
+    # A band every known change crosses: each chunk three after a labelled one alerts.
+    band = Bounds(None, -1.0)
+    monitor = replace(fitted, thresholds=replace(fitted.thresholds, calibration_change=band))
+    before = analysis.assign(churned=analysis["churned"].where(day_of(analysis) != 6))
+    previous = monitor.calculate(before)
+
+    # Day 6's labels come: the update alone has no day 3 to compare with.
+    update = monitor.calculate(_days(analysis, [6]))
+    keys = [chunk.key for chunk in update.chunks]
+    merged = merge_results(previous, update, keys, band)
+
+    full = monitor.calculate(analysis)
+    assert full.calibration is not None and merged.calibration is not None
+    assert update.calibration is not None and update.calibration.alert == (False,)
+    assert full.calibration.alert == (False,) * 3 + (True,) * 5
+    assert merged.calibration.alert == full.calibration.alert
+    _assert_same(merged, full)
+    unsettled = merge_results(previous, update, keys)
+    assert unsettled.calibration is not None and unsettled.calibration.alert[6] is False
 
 
 def test_a_recomputed_chunk_without_rows_is_left_out(
