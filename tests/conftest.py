@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pytest
@@ -16,8 +17,15 @@ import pytest
 from config.settings import Settings, load_settings
 from db.connection import connection, drop_database
 from db.errors import DatabaseError
+from db.ingest_log import Source
 from db.migrate import init_database
+from ingest.generator import GeneratorConfig, generate_cdr
+from ingest.seeding import load_frame
+from spark_jobs.analysis import run_analysis
+from spark_jobs.model import run_model
 from spark_jobs.session import build_spark_session
+from tests import trained_history as history
+from tests.trained_history import TrainedHistory
 
 _counter = itertools.count()
 
@@ -34,9 +42,10 @@ def base_settings(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     return settings
 
 
-def _fresh_database(base: Settings) -> Iterator[Settings]:
+@contextmanager
+def _fresh_database(base: Settings, **update: Any) -> Iterator[Settings]:
     name = f"cdrtest_{os.getpid()}_{next(_counter)}"
-    settings = base.model_copy(update={"db_name": name})
+    settings = base.model_copy(update={**update, "db_name": name})
     init_database(settings)
     try:
         yield settings
@@ -47,13 +56,15 @@ def _fresh_database(base: Settings) -> Iterator[Settings]:
 @pytest.fixture
 def db_settings(base_settings: Settings) -> Iterator[Settings]:
     """Settings for a new, migrated, empty database of this test's own."""
-    yield from _fresh_database(base_settings)
+    with _fresh_database(base_settings) as settings:
+        yield settings
 
 
 @pytest.fixture(scope="module")
 def module_db_settings(base_settings: Settings) -> Iterator[Settings]:
     """Like ``db_settings``, shared by the tests of one module (for read-only tests)."""
-    yield from _fresh_database(base_settings)
+    with _fresh_database(base_settings) as settings:
+        yield settings
 
 
 @pytest.fixture(scope="session")
@@ -69,3 +80,29 @@ def spark(base_settings: Settings) -> Iterator[Any]:
     session = build_spark_session(settings, "cdr-tests")
     yield session
     session.stop()
+
+
+@pytest.fixture(scope="session")
+def trained_history(
+    spark: Any, base_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[TrainedHistory]:
+    """The history of `tests/trained_history.py`, analysed, with a model: read-only, copy it."""
+    config = GeneratorConfig(
+        subscribers=history.SUBSCRIBERS,
+        days=history.GENERATED_DAYS,
+        churn_rate=0.3,
+        seed=history.SEED,
+    )
+    frame = generate_cdr(config)
+    with _fresh_database(
+        base_settings,
+        output_dir=tmp_path_factory.mktemp("trained-out"),
+        model_dir=str(tmp_path_factory.mktemp("trained-models")),
+        **history.MODEL_SETTINGS,
+    ) as settings:
+        rows = frame[frame["DP_DATE"].dt.date < history.FIRST_NEW_DAY].reset_index(drop=True)
+        source = Source("test-history", "generator", "test rows: history", {}, 0)
+        load_frame(settings, rows, source, progress=False)
+        run_analysis(spark, settings, history.DATES)
+        run_model(spark, settings, history.DATES)
+        yield TrainedHistory(frame, settings)

@@ -15,7 +15,8 @@ The check is the demo's end state: the March and streamed April days scored into
 afterwards scored by the streaming query (restarted, as its restart policy says, should it
 exit), which then stops cleanly on SIGTERM. The departures
 from the compose files are the seed's size (`SMALLER`: fewer subscribers keep the model job
-short) and the folders (a temporary directory for the output, the models and the checkpoint).
+short), the model's cross-validation (`SMALLER_MODEL`: two folds on at most 3,000 rows) and the
+folders (a temporary directory for the output, the models and the checkpoint).
 """
 
 from __future__ import annotations
@@ -50,6 +51,8 @@ LONG_RUNNING = {"always", "unless-stopped"}
 PORT_RANGE = range(5620, 5650)
 # Arguments added to a service's command, to keep the run short; everything else is as composed.
 SMALLER: dict[str, list[str]] = {"seed": ["--subscribers", "600"]}
+# The model job's tuning, smaller too (this test is about the wiring, not the tuning).
+SMALLER_MODEL = {"MODEL_CV_FOLDS": "2", "MODEL_TUNING_MAX_ROWS": "3000"}
 # Generous bounds so a stuck process fails the test instead of hanging it; not speed checks.
 COMMAND_TIMEOUT = 1800.0
 HEALTHY_TIMEOUT = 120.0
@@ -485,6 +488,7 @@ def compose_run(base_settings: Settings, tmp_path: Path) -> Iterator[ComposeRun]
             "OUTPUT_DIR": str(tmp_path / "output"),
             "MODEL_DIR": str(tmp_path / "models"),
             "STREAM_CHECKPOINT_DIR": str(tmp_path / "checkpoints" / "stream"),
+            **SMALLER_MODEL,
             # The image's code is this checkout.
             "PYTHONPATH": str(REPO_ROOT),
             "PYSPARK_PYTHON": sys.executable,
@@ -513,7 +517,7 @@ def _wait(run: ComposeRun, done: Callable[[], bool], what: str) -> None:
             pytest.fail(
                 f"{what} not within {SCORING_TIMEOUT:.0f} s:\n{run.log_tail('stream-scorer')}"
             )
-        time.sleep(2)
+        time.sleep(0.5)
 
 
 def _stream_one_more_day(run: ComposeRun, settings: Settings) -> tuple[Any, ...]:
@@ -553,7 +557,7 @@ def _wait_for_monitoring_run(run: ComposeRun, settings: Settings) -> tuple[Any, 
                 f"no monitoring run within {MONITORING_TIMEOUT:.0f} s: {rows}\n"
                 f"{run.log_tail('poller')}"
             )
-        time.sleep(3)
+        time.sleep(0.5)
 
 
 @pytest.mark.slow

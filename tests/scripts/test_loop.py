@@ -13,30 +13,18 @@ from typing import Any
 
 import pytest
 
-from config.settings import PipelineDates, Settings
+from config.settings import Settings
 from db.connection import drop_database
-from db.ingest_log import Source
 from db.migrate import init_database
-from ingest.generator import GeneratorConfig, generate_cdr
-from ingest.seeding import load_frame
 from scripts.children import Children, group_alive, supervised
 from scripts.loop import LoopOptions, follow_stream, start_scoring, start_services
 from scripts.stages import ROOT, current_version
-from spark_jobs.analysis import run_analysis
-from spark_jobs.model import run_model
 from spark_jobs.scoring import run_score
+from tests import trained_history as history
+from tests.trained_history import TrainedHistory
 
 pytestmark = pytest.mark.slow
 
-HISTORY = GeneratorConfig(subscribers=400, days=43, churn_rate=0.3, seed=5)
-DATES = PipelineDates.model_validate(
-    {
-        "start_date": "2024-01-01",
-        "end_date": "2024-02-12",
-        "processed_start": "2024-01-01",
-        "processed_end": "2024-02-08",
-    }
-)
 # Two simulated days of the 400 subscribers, at once.
 STREAM = {
     "stream_id": "loop-test",
@@ -66,7 +54,11 @@ def _free_ports(count: int) -> list[int]:
 
 @pytest.fixture
 def loop_settings(
-    base_settings: Settings, spark: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    base_settings: Settings,
+    spark: Any,
+    trained_history: TrainedHistory,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> Iterator[Settings]:
     """A `demo_` database with history, a model and March-like batch scores; the children
     read the same settings from the environment."""
@@ -79,9 +71,7 @@ def loop_settings(
             "stream_checkpoint_dir": tmp_path / "checkpoint",
             "ingest_port": ingest_port,
             "monitoring_port": monitoring_port,
-            "model_embargo_days": 7,
-            "model_cv_folds": 2,
-            "model_tuning_max_rows": 3000,
+            **history.MODEL_SETTINGS,
         }
     )
     drop_database(settings)
@@ -100,10 +90,7 @@ def loop_settings(
     for name, value in environment.items():
         monkeypatch.setenv(name, value)
     monkeypatch.delenv("API_TOKEN", raising=False)
-    source = Source("test-history", "generator", "test history", {}, 0)
-    load_frame(settings, generate_cdr(HISTORY), source, progress=False)
-    run_analysis(spark, settings, DATES)
-    run_model(spark, settings, DATES)
+    trained_history.copy_into(settings)
     run_score(spark, settings, end=date(2024, 2, 12))
     try:
         yield settings

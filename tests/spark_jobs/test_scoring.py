@@ -17,7 +17,7 @@ import pytest
 from pyspark.sql import functions as F
 from pyspark.sql.types import DateType, DoubleType, StringType, StructField, StructType
 
-from config.settings import PipelineDates, Settings
+from config.settings import Settings
 from db.connection import Connection, connection, transaction
 from db.models import (
     ANALYSIS,
@@ -25,20 +25,18 @@ from db.models import (
     PREDICTIONS_TABLE,
     REFERENCE,
     ModelRecord,
+    current_model,
     register_model,
     replace_scored_range,
 )
 from db.monitoring import load_analysis, load_reference
-from ingest.generator import GeneratorConfig
-from ingest.seeding import seed_from_generator
-from spark_jobs.analysis import run_analysis
 from spark_jobs.artifacts import ModelCard, load_model
 from spark_jobs.errors import NoModelError, ScoreRangeError
 from spark_jobs.features import build_features
 from spark_jobs.io import read_processed, write_staged
-from spark_jobs.model import run_model
 from spark_jobs.schemas import DATE, USER
 from spark_jobs.scoring import in_key_order, prediction_rows, run_score, store_scores
+from tests.trained_history import TrainedHistory
 
 DATE_COLUMN = "as_of_date"
 VERSION = "v-typed"
@@ -246,35 +244,20 @@ def test_a_failed_write_into_a_new_range_stores_no_row(spark: Any, db_settings: 
         assert load_analysis(conn, VERSION, CONTINUOUS, CATEGORICAL, label_delay_days=0).empty
 
 
-HISTORY = GeneratorConfig(subscribers=300, days=45, churn_rate=0.3, seed=11)
-
-
 @pytest.mark.slow
 def test_scored_features_are_the_built_features_and_errors_write_nothing(
-    spark: Any, db_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+    spark: Any,
+    trained_history: TrainedHistory,
+    db_settings: Settings,
+    tmp_path_factory: pytest.TempPathFactory,
 ) -> None:
-    settings = db_settings.model_copy(
-        update={
-            "output_dir": tmp_path_factory.mktemp("out"),
-            "model_dir": tmp_path_factory.mktemp("models"),
-            "model_embargo_days": 7,
-            "model_cv_folds": 2,
-            "model_tuning_max_rows": 2000,
-        }
-    )
+    settings = db_settings.model_copy(update={"output_dir": tmp_path_factory.mktemp("out")})
     with pytest.raises(NoModelError):
         run_score(spark, settings)
-    seed_from_generator(settings, HISTORY, progress=False)
-    dates = PipelineDates.model_validate(
-        {
-            "start_date": "2024-01-01",
-            "end_date": "2024-02-14",
-            "processed_start": "2024-01-01",
-            "processed_end": "2024-02-04",
-        }
-    )
-    run_analysis(spark, settings, dates)
-    model = run_model(spark, settings, dates)
+    trained_history.copy_into(settings)
+    with connection(settings) as conn:
+        model = current_model(conn)
+    assert model is not None
 
     scored = run_score(spark, settings)
     _, card = load_model(Path(model.path))
@@ -304,7 +287,7 @@ def test_scored_features_are_the_built_features_and_errors_write_nothing(
         assert again.rows == scored.rows and _count(conn) == before
 
         with pytest.raises(ScoreRangeError, match="overlaps"):
-            run_score(spark, settings, model.windows.test_end, scored.end)
+            run_score(spark, settings, model.test_end, scored.end)
         with pytest.raises(ScoreRangeError, match="nothing to score"):
             run_score(spark, settings, scored.end + timedelta(days=1))
         assert _count(conn) == before

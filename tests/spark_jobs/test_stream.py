@@ -19,21 +19,19 @@ from typing import Any
 import pandas as pd
 import pytest
 
-from config.settings import PROJECT_ROOT, PipelineDates, Settings
+from config.settings import PROJECT_ROOT, Settings
 from db.connection import connection, transaction
 from db.ingest_log import Source
 from db.models import PREDICTION_COLUMNS, PREDICTIONS_TABLE, current_model, register_model
 from db.processed import PROCESSED_COLUMNS
 from db.staging import create_staging, drop_staging
 from db.stream_log import committed_batches
-from ingest.generator import GeneratorConfig, generate_cdr
 from ingest.seeding import load_frame
 from spark_jobs.__main__ import main as spark_main
 from spark_jobs.analysis import run_analysis
 from spark_jobs.artifacts import CARD_FILE, ModelCard
 from spark_jobs.cdr_source import CDR_STREAM_SCHEMA
 from spark_jobs.errors import NoModelError
-from spark_jobs.model import run_model
 from spark_jobs.scoring import run_score
 from spark_jobs.stream import (
     ModelCache,
@@ -44,17 +42,11 @@ from spark_jobs.stream import (
     process_batch,
     run_stream,
 )
+from tests import trained_history as history
+from tests.trained_history import TrainedHistory
 
-HISTORY = GeneratorConfig(subscribers=400, days=50, churn_rate=0.3, seed=5)
-FIRST_NEW_DAY = date(2024, 2, 13)  # days from here on are loaded by the tests, as "new" rows
-DATES = PipelineDates.model_validate(
-    {
-        "start_date": "2024-01-01",
-        "end_date": "2024-02-12",
-        "processed_start": "2024-01-01",
-        "processed_end": "2024-02-08",
-    }
-)
+FIRST_NEW_DAY = history.FIRST_NEW_DAY  # days from here on are loaded by the tests, as "new" rows
+DATES = history.DATES
 # A hard bound on every wait for the stream (a stuck query fails the test instead of hanging).
 WAIT_SECONDS = 240
 
@@ -62,15 +54,14 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def cdr_frame() -> pd.DataFrame:
-    return generate_cdr(HISTORY)
+def cdr_frame(trained_history: TrainedHistory) -> pd.DataFrame:
+    return trained_history.frame
 
 
 @pytest.fixture(scope="module")
 def trained(
-    spark: Any,
+    trained_history: TrainedHistory,
     module_db_settings: Settings,
-    cdr_frame: pd.DataFrame,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Settings:
     """History up to 2024-02-12 analysed, and a model trained on it (test window to 02-08)."""
@@ -78,15 +69,10 @@ def trained(
         update={
             "output_dir": tmp_path_factory.mktemp("out"),
             "model_dir": tmp_path_factory.mktemp("models"),
-            "model_embargo_days": 7,
-            "model_cv_folds": 2,
-            "model_tuning_max_rows": 3000,
+            **history.MODEL_SETTINGS,
         }
     )
-    history = cdr_frame[cdr_frame["DP_DATE"].dt.date < FIRST_NEW_DAY]
-    _load(settings, history, "history")
-    run_analysis(spark, settings, DATES)
-    run_model(spark, settings, DATES)
+    trained_history.copy_into(settings)
     return settings
 
 

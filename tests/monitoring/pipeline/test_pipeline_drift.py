@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, timedelta
 from statistics import mean
 from typing import Any
@@ -16,8 +17,10 @@ from typing import Any
 import pytest
 
 from config.settings import PipelineDates, Settings
-from db.connection import drop_database
+from db.clone import copy_tables
+from db.connection import connection, drop_database, transaction
 from db.migrate import init_database
+from db.processed import PROCESSED_COLUMNS
 from ingest.generator import GeneratorConfig
 from ingest.scenario import Scenario
 from ingest.seeding import seed_from_generator
@@ -25,6 +28,7 @@ from monitoring.pipeline.runner import run_for_model
 from spark_jobs.analysis import run_analysis
 from spark_jobs.model import run_model
 from spark_jobs.scoring import run_score
+from tests.trained_history import TABLES
 
 FIRST_DAY = date(2024, 1, 1)
 DATES = PipelineDates.model_validate(
@@ -50,65 +54,114 @@ def _day(index: int) -> str:
     return (FIRST_DAY + timedelta(days=index)).isoformat()
 
 
-def _monitored(
-    spark: Any, base: Settings, tmp: pytest.TempPathFactory, name: str, scenario: dict[str, Any]
-) -> Iterator[dict[str, Any]]:
+# Run settings of every database of this module.
+RUN_SETTINGS: dict[str, Any] = {
+    "model_embargo_days": 7,
+    "model_cv_folds": 2,
+    "model_tuning_max_rows": 4000,
+    # Every label is known: this test is about what the labels reveal.
+    "monitoring_label_delay_days": 0,
+    "monitoring_min_chunk_rows": 100,
+    # The drifts start within the first 14 scored days, which the deployed reference
+    # would learn as normal: these runs keep the model's test window.
+    "monitoring_reference_days": 0,
+}
+
+
+@contextmanager
+def _database(base: Settings, tmp: pytest.TempPathFactory, name: str) -> Iterator[Settings]:
     settings = base.model_copy(
         update={
             # Per run: two runs of this module at once must not share (and drop) a database.
             "db_name": f"cdrtest_{os.getpid()}_{name}",
             "output_dir": tmp.mktemp(f"{name}-out"),
-            "model_dir": tmp.mktemp(f"{name}-models"),
-            "model_embargo_days": 7,
-            "model_cv_folds": 2,
-            "model_tuning_max_rows": 4000,
-            # Every label is known: this test is about what the labels reveal.
-            "monitoring_label_delay_days": 0,
-            "monitoring_min_chunk_rows": 100,
-            # The drifts start within the first 14 scored days, which the deployed reference
-            # would learn as normal: these runs keep the model's test window.
-            "monitoring_reference_days": 0,
+            "model_dir": str(tmp.mktemp(f"{name}-models")),
+            **RUN_SETTINGS,
         }
     )
     init_database(settings)
     try:
-        history = GeneratorConfig(
-            subscribers=600,
-            days=80,
-            churn_rate=0.3,
-            seed=3,
-            scenario=Scenario.model_validate(scenario),
-        )
-        seed_from_generator(settings, history, progress=False)
-        run_analysis(spark, settings, DATES)
-        run_model(spark, settings, DATES)
-        run_score(spark, settings)
-        yield run_for_model(settings).to_json(settings.output_dir)
+        yield settings
     finally:
         drop_database(settings)
 
 
+def _seed(spark: Any, settings: Settings, scenario: dict[str, Any]) -> None:
+    history = GeneratorConfig(
+        subscribers=600,
+        days=80,
+        churn_rate=0.3,
+        seed=3,
+        scenario=Scenario.model_validate(scenario),
+    )
+    seed_from_generator(settings, history, progress=False)
+    run_analysis(spark, settings, DATES)
+
+
+def _training_rows(settings: Settings) -> list[tuple[Any, ...]]:
+    """The `Processed_Data` rows the model job reads: those up to processed_end."""
+    columns = ", ".join(f"`{c}`" for c in PROCESSED_COLUMNS)
+    with connection(settings) as conn, transaction(conn) as cursor:
+        cursor.execute(
+            f"SELECT {columns} FROM Processed_Data WHERE `Date` BETWEEN %s AND %s "
+            "ORDER BY `Date`, `User`",
+            (DATES.processed_start, DATES.processed_end),
+        )
+        return list(cursor.fetchall())
+
+
+@pytest.fixture(scope="module")
+def trained(
+    spark: Any, base_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Settings]:
+    """The clean history, analysed, with the model every scenario scores with; read-only."""
+    with _database(base_settings, tmp_path_factory, "trained") as settings:
+        _seed(spark, settings, {})
+        run_model(spark, settings, DATES)
+        yield settings
+
+
+def _monitored(
+    spark: Any,
+    trained: Settings,
+    tmp: pytest.TempPathFactory,
+    name: str,
+    scenario: dict[str, Any],
+) -> Iterator[dict[str, Any]]:
+    with _database(trained, tmp, name) as settings:
+        copied = ("model_registry", "model_predictions") if scenario else TABLES
+        if scenario:
+            _seed(spark, settings, scenario)
+            # Every scenario starts after processed_end: the model job would read the rows it
+            # read on the clean history and train the same model, so that model is copied.
+            assert _training_rows(settings) == _training_rows(trained)
+        with connection(settings) as conn:
+            copy_tables(conn, trained.db_name, copied)
+        run_score(spark, settings)
+        yield run_for_model(settings).to_json(settings.output_dir)
+
+
 @pytest.fixture(scope="module")
 def clean(
-    spark: Any, base_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+    spark: Any, trained: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Any]]:
-    yield from _monitored(spark, base_settings, tmp_path_factory, "clean", {})
+    yield from _monitored(spark, trained, tmp_path_factory, "clean", {})
 
 
 @pytest.fixture(scope="module")
 def concept(
-    spark: Any, base_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+    spark: Any, trained: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Any]]:
     scenario = {"concept_drift": {"from_step": CONCEPT_FROM, "strength": 1.0}}
-    yield from _monitored(spark, base_settings, tmp_path_factory, "concept", scenario)
+    yield from _monitored(spark, trained, tmp_path_factory, "concept", scenario)
 
 
 @pytest.fixture(scope="module")
 def covariate(
-    spark: Any, base_settings: Settings, tmp_path_factory: pytest.TempPathFactory
+    spark: Any, trained: Settings, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, Any]]:
     scenario = {"covariate_drift": {"from_step": COVARIATE_FROM}}
-    yield from _monitored(spark, base_settings, tmp_path_factory, "covariate", scenario)
+    yield from _monitored(spark, trained, tmp_path_factory, "covariate", scenario)
 
 
 def _in(chunk: dict[str, Any], since: int, until: int) -> bool:
